@@ -1,0 +1,53 @@
+// NpzArchive: the members of a .npz (a zip written by np.savez or
+// np.savez_compressed) through libzip: stored or deflated, zip64, data
+// descriptors, CRC checked. A member can never inflate past what its header
+// declares: readers stop at the declared size and treat more as an error.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/byte_source.h"
+#include "core/status.h"
+
+struct zip;
+
+namespace wd {
+
+struct NpzMember {
+  std::string name;      // as stored, e.g. "dense/kernel.npy"
+  uint64_t index = 0;    // libzip index
+  uint64_t size = 0;     // declared uncompressed size
+  uint64_t comp_size = 0;
+  bool stored = false;   // compression method 0
+};
+
+class NpzArchive {
+ public:
+  // Opens `fd` (ownership taken) as a zip. `where` names the file in messages.
+  // A file without its central directory yet is kIncomplete.
+  static Result<std::unique_ptr<NpzArchive>> Open(int fd, const std::string& where);
+  ~NpzArchive();
+  NpzArchive(const NpzArchive&) = delete;
+  NpzArchive& operator=(const NpzArchive&) = delete;
+
+  // Members in central-directory order (the order np.savez wrote them).
+  const std::vector<NpzMember>& members() const { return members_; }
+
+  // Streams member `m`'s uncompressed bytes: exactly m.size bytes, then EOF.
+  // Fails (kBundle) on CRC mismatch, on data beyond the declared size, or on a
+  // short member. The archive must outlive the returned source.
+  Result<std::unique_ptr<ByteSource>> OpenMember(const NpzMember& m) const;
+
+  const std::string& where() const { return where_; }
+
+ private:
+  NpzArchive() = default;
+  zip* zip_ = nullptr;
+  std::string where_;
+  std::vector<NpzMember> members_;
+};
+
+}  // namespace wd
