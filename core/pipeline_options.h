@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/status.h"
+
 namespace wd {
 
 enum class QuantDtype { kNone, kUint8, kUint16, kFloat16 };
@@ -44,5 +46,27 @@ struct PipelineOptions {
   Grouping grouping;
   QuantizeMap quantize;
 };
+
+// Inverse of QuantDtypeName for "uint8", "uint16" and "float16" ("none" is
+// not a dtype one can ask for): a kConfig error names the accepted spellings.
+Result<QuantDtype> QuantDtypeFromName(const std::string& name);
+
+// A positive byte count: "16", "16B", "4KB"/"4MB"/"4GB" (1000^n) or
+// "4KiB"/"4MiB"/"4GiB" (1024^n), units case-sensitive, an optional space
+// before the unit. Zero, signs, fractions and overflow are kConfig errors.
+Result<uint64_t> ParseByteSize(const std::string& text);
+
+// A quantize map is well formed: every entry names a real dtype and at least
+// one non-empty pattern. (Two dtypes matching one weight is found at plan time.)
+Status ValidateQuantizeMap(const QuantizeMap& map);
+
+// All of the options are well formed (what config/ and the CLI both check).
+Status ValidatePipelineOptions(const PipelineOptions& options);
+
+// Deterministic one-line JSON of what the options mean for the output, the
+// input of the config digest in publish.json: fixed key order, pattern sets
+// sorted and deduplicated, group names and settings that cannot apply
+// (`unmatched` without pattern groups) left out.
+std::string CanonicalOptions(const PipelineOptions& options);
 
 }  // namespace wd

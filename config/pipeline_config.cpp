@@ -1,0 +1,340 @@
+#include "config/pipeline_config.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml-cpp/depthguard.h>
+
+#include <cerrno>
+#include <cstring>
+#include <exception>
+#include <set>
+
+#include "config/pipeline_yaml.h"
+
+namespace wd {
+namespace yaml {
+namespace {
+
+// What a node is, for "expected X, got Y" messages.
+std::string Describe(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Scalar:
+      return "'" + node.Scalar() + "'";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a mapping";
+    default:
+      return "nothing";
+  }
+}
+
+// A plain (unquoted) or !!bool scalar spelled as a YAML 1.2 boolean.
+bool IsBool(const YAML::Node& node, bool value) {
+  if (!node.IsScalar()) return false;
+  if (node.Tag() != "?" && node.Tag() != "tag:yaml.org,2002:bool") return false;
+  const std::string& s = node.Scalar();
+  return value ? (s == "true" || s == "True" || s == "TRUE")
+               : (s == "false" || s == "False" || s == "FALSE");
+}
+
+// One pattern or a non-empty list of non-empty patterns; `what` prefixes errors.
+Status PatternList(const std::string& file, const YAML::Node& node, const std::string& what,
+                   std::vector<std::string>* out) {
+  if (node.IsScalar()) {
+    if (node.Scalar().empty()) return ErrorAt(file, node, what + ": empty pattern");
+    out->push_back(node.Scalar());
+    return Status::Ok();
+  }
+  if (!node.IsSequence()) {
+    return ErrorAt(file, node,
+                   what + ": expected a pattern or a list of patterns, got " + Describe(node));
+  }
+  if (node.size() == 0) return ErrorAt(file, node, what + ": empty pattern list");
+  for (const YAML::Node& item : node) {
+    if (!item.IsScalar() || item.Scalar().empty()) {
+      return ErrorAt(file, item, what + ": expected a non-empty pattern, got " + Describe(item));
+    }
+    out->push_back(item.Scalar());
+  }
+  return Status::Ok();
+}
+
+// --- shard_size, unmatched ---------------------------------------------------
+
+Status ApplyShardSize(const std::string& file, const YAML::Node& value, PipelineOptions* out) {
+  if (!value.IsScalar()) {
+    return ErrorAt(file, value,
+                   "shard_size: expected a size such as 4MiB or 4194304, got " + Describe(value));
+  }
+  Result<uint64_t> size = ParseByteSize(value.Scalar());
+  if (!size.ok()) return ErrorAt(file, value, "shard_size: " + size.status().message());
+  out->shard_size = *size;
+  return Status::Ok();
+}
+
+Status ApplyUnmatched(const std::string& file, const YAML::Node& value, PipelineOptions* out) {
+  const std::string s = value.IsScalar() ? value.Scalar() : "";
+  if (s != "last" && s != "error") {
+    return ErrorAt(file, value, "unmatched: expected last or error, got " + Describe(value));
+  }
+  out->grouping.unmatched_error = (s == "error");
+  return Status::Ok();
+}
+
+// --- groups ------------------------------------------------------------------
+
+Status ApplyGroupName(const std::string& file, const YAML::Node& value, GroupRule* out) {
+  if (!value.IsScalar()) {
+    return ErrorAt(file, value, "groups: name: expected a string, got " + Describe(value));
+  }
+  out->name = value.Scalar();
+  return Status::Ok();
+}
+
+Status ApplyGroupMatch(const std::string& file, const YAML::Node& value, GroupRule* out) {
+  return PatternList(file, value, "groups: match", &out->match);
+}
+
+constexpr KeyRule<GroupRule> kGroupKeys[] = {
+    {"name", ApplyGroupName},
+    {"match", ApplyGroupMatch},
+};
+
+Status ApplyByPrefix(const std::string& file, const YAML::Node& value, int* out) {
+  const std::string s = value.IsScalar() ? value.Scalar() : "";
+  const bool digits = !s.empty() && s.size() <= 6 && s.find_first_not_of("0123456789") == s.npos;
+  if (!digits || std::stoi(s) < 1) {
+    return ErrorAt(file, value,
+                   "groups: by_prefix: expected a whole number >= 1, got " + Describe(value));
+  }
+  *out = std::stoi(s);
+  return Status::Ok();
+}
+
+constexpr KeyRule<int> kByPrefixKeys[] = {{"by_prefix", ApplyByPrefix}};
+
+Status ApplyGroupList(const std::string& file, const YAML::Node& value, Grouping* out) {
+  if (value.size() == 0) {
+    return ErrorAt(file, value, "groups: empty list of groups (use `groups: single`)");
+  }
+  std::vector<GroupRule> rules;
+  for (const YAML::Node& item : value) {
+    const std::string which = "group " + std::to_string(rules.size() + 1);
+    if (!item.IsMap()) {
+      return ErrorAt(
+          file, item,
+          "groups: " + which + ": expected a mapping {name, match}, got " + Describe(item));
+    }
+    GroupRule rule;
+    WD_RETURN_IF_ERROR(ApplyKeys<GroupRule>(kGroupKeys, file, item, "a group", &rule));
+    if (rule.match.empty()) return ErrorAt(file, item, "groups: " + which + ": no 'match' key");
+    rules.push_back(std::move(rule));
+  }
+  out->kind = Grouping::Kind::kPatterns;
+  out->rules = std::move(rules);
+  return Status::Ok();
+}
+
+Status ApplyGroups(const std::string& file, const YAML::Node& value, PipelineOptions* out) {
+  Grouping& g = out->grouping;
+  if (value.IsSequence()) return ApplyGroupList(file, value, &g);
+  if (value.IsMap()) {
+    int n = 0;
+    WD_RETURN_IF_ERROR(ApplyKeys<int>(kByPrefixKeys, file, value, "groups", &n));
+    if (n == 0) return ErrorAt(file, value, "groups: a mapping must be {by_prefix: N}");
+    g.kind = Grouping::Kind::kByPrefix;
+    g.prefix_components = n;
+    g.rules.clear();
+    return Status::Ok();
+  }
+  if (value.IsScalar() && value.Scalar() == "single") {
+    g.kind = Grouping::Kind::kSingle;
+    g.rules.clear();
+    return Status::Ok();
+  }
+  return ErrorAt(
+      file, value,
+      "groups: expected single, a list of groups or {by_prefix: N}, got " + Describe(value));
+}
+
+// --- quantize ----------------------------------------------------------------
+
+template <QuantDtype D>
+Status ApplyQuantEntry(const std::string& file, const YAML::Node& value, QuantizeMap* out) {
+  const std::string what = std::string("quantize: ") + QuantDtypeName(D);
+  if (IsBool(value, false)) {
+    return ErrorAt(file, value,
+                   what + ": false is not allowed; write true or patterns, or omit it");
+  }
+  if (!IsBool(value, true)) {
+    std::vector<std::string> patterns;
+    WD_RETURN_IF_ERROR(PatternList(file, value, what, &patterns));
+    out->patterns.emplace_back(D, std::move(patterns));
+    return Status::Ok();
+  }
+  if (out->fallthrough != QuantDtype::kNone) {
+    return ErrorAt(file, value,
+                   what + ": only one dtype may be true (the fallthrough), and " +
+                       QuantDtypeName(out->fallthrough) + " already is");
+  }
+  out->fallthrough = D;
+  return Status::Ok();
+}
+
+constexpr KeyRule<QuantizeMap> kQuantizeKeys[] = {
+    {"uint8", ApplyQuantEntry<QuantDtype::kUint8>},
+    {"uint16", ApplyQuantEntry<QuantDtype::kUint16>},
+    {"float16", ApplyQuantEntry<QuantDtype::kFloat16>},
+};
+
+Status ApplyQuantize(const std::string& file, const YAML::Node& value, PipelineOptions* out) {
+  if (!value.IsMap()) {
+    return ErrorAt(file, value,
+                   "quantize: expected a mapping {uint8|uint16|float16: patterns | true}, got " +
+                       Describe(value));
+  }
+  QuantizeMap map;
+  WD_RETURN_IF_ERROR(ApplyKeys<QuantizeMap>(kQuantizeKeys, file, value, "quantize", &map));
+  Status valid = ValidateQuantizeMap(map);
+  if (!valid.ok()) return ErrorAt(file, value, valid.message());
+  out->quantize = std::move(map);
+  return Status::Ok();
+}
+
+// The one table of pipeline keys (SPEC §3; docs/configuration.md).
+constexpr KeyRule<PipelineOptions> kPipelineKeys[] = {
+    {"shard_size", ApplyShardSize},
+    {"groups", ApplyGroups},
+    {"unmatched", ApplyUnmatched},
+    {"quantize", ApplyQuantize},
+};
+
+}  // namespace
+
+std::string Where(const std::string& file, const YAML::Mark& mark) {
+  if (mark.is_null() || mark.line < 0) return file;
+  return file + ":" + std::to_string(mark.line + 1) + ":" + std::to_string(mark.column + 1);
+}
+
+Status ErrorAt(const std::string& file, const YAML::Node& node, const std::string& message) {
+  return Status::Config(Where(file, node.Mark()) + ": " + message);
+}
+
+Status FromException(const std::string& file, const YAML::Exception& e) {
+  // yaml-cpp 0.7 words its depth guard "bad file".
+  if (dynamic_cast<const YAML::DeepRecursion*>(&e) != nullptr) {
+    return Status::Config(Where(file, e.mark) + ": YAML nested too deeply");
+  }
+  return Status::Config(Where(file, e.mark) + ": " + (e.msg.empty() ? e.what() : e.msg));
+}
+
+std::string KeyList(std::span<const char* const> keys) {
+  std::string out;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (i > 0) out += (i + 1 == keys.size()) ? " or " : ", ";
+    out += keys[i];
+  }
+  return out;
+}
+
+Status VisitMapping(const std::string& file, const YAML::Node& node, const std::string& what,
+                    const KeyVisitor& visit) {
+  if (node.IsNull()) return Status::Ok();
+  if (!node.IsMap()) {
+    return ErrorAt(file, node, what + ": expected a mapping, got " + Describe(node));
+  }
+  std::set<std::string> seen;
+  // Copies: yaml-cpp iterators hand out proxies that die with the expression.
+  for (const auto& entry : node) {
+    const YAML::Node key = entry.first;
+    const YAML::Node value = entry.second;
+    if (!key.IsScalar()) {
+      return ErrorAt(file, key, what + ": keys must be plain strings, got " + Describe(key));
+    }
+    if (!seen.insert(key.Scalar()).second) {
+      return ErrorAt(file, key, what + ": duplicate key '" + key.Scalar() + "'");
+    }
+    WD_RETURN_IF_ERROR(visit(key.Scalar(), key, value));
+  }
+  return Status::Ok();
+}
+
+std::span<const KeyRule<PipelineOptions>> PipelineKeys() { return kPipelineKeys; }
+
+Status ApplyPipelineNode(const std::string& file, const YAML::Node& node,
+                         PipelineOptions* options) {
+  WD_RETURN_IF_ERROR(ApplyKeys(PipelineKeys(), file, node, "pipeline settings", options));
+  Status valid = ValidatePipelineOptions(*options);
+  if (!valid.ok()) return ErrorAt(file, node, valid.message());
+  return Status::Ok();
+}
+
+}  // namespace yaml
+
+namespace {
+
+// The single document of `text` (a null node when there is none).
+Result<YAML::Node> LoadOneDocument(const std::string& text, const std::string& file) {
+  std::vector<YAML::Node> docs = YAML::LoadAll(text);
+  if (docs.size() > 1) {
+    return yaml::ErrorAt(file, docs[1],
+                         "expected one YAML document, found " + std::to_string(docs.size()));
+  }
+  return docs.empty() ? YAML::Node() : docs[0];
+}
+
+Result<std::string> ReadConfigFile(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::Config("cannot read config " + path + ": " + std::strerror(errno));
+  struct stat st;
+  std::string text;
+  Status status;
+  if (::fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)) {
+    status = Status::Config("cannot read config " + path + ": not a regular file");
+  }
+  char buf[65536];
+  while (status.ok()) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n == 0) break;
+    if (n > 0) {
+      text.append(buf, static_cast<size_t>(n));
+    } else if (errno != EINTR) {
+      status = Status::Config("cannot read config " + path + ": " + std::strerror(errno));
+    }
+  }
+  ::close(fd);
+  if (!status.ok()) return status;
+  return text;
+}
+
+}  // namespace
+
+Result<PipelineOptions> ParsePipelineConfigOver(const std::string& yaml_text,
+                                                const std::string& file,
+                                                const PipelineOptions& base) {
+  try {
+    WD_ASSIGN_OR_RETURN(YAML::Node root, LoadOneDocument(yaml_text, file));
+    PipelineOptions options = base;
+    WD_RETURN_IF_ERROR(yaml::ApplyPipelineNode(file, root, &options));
+    return options;
+  } catch (const YAML::Exception& e) {
+    return yaml::FromException(file, e);
+  } catch (const std::exception& e) {
+    return Status::Config(file + ": " + e.what());
+  } catch (...) {
+    return Status::Config(file + ": unexpected error while reading YAML");
+  }
+}
+
+Result<PipelineOptions> ParsePipelineConfig(const std::string& yaml_text, const std::string& file) {
+  return ParsePipelineConfigOver(yaml_text, file, PipelineOptions());
+}
+
+Result<PipelineOptions> LoadPipelineConfig(const std::string& path) {
+  WD_ASSIGN_OR_RETURN(std::string text, ReadConfigFile(path));
+  return ParsePipelineConfig(text, path);
+}
+
+}  // namespace wd

@@ -1,0 +1,83 @@
+// Node-level YAML helpers shared by the config/ parsers: source locations,
+// one table of keys per mapping, and the table of pipeline keys (SPEC §3).
+// Internal to config/: only config/*.cpp include it, so yaml-cpp types stay
+// out of core/ and daemon/ headers. Nothing here throws on purpose, but the
+// entry point that called YAML::Load must still catch (yaml-cpp may throw).
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/pipeline_options.h"
+#include "core/status.h"
+
+namespace wd::yaml {
+
+// "file:line:col" (1-based) for a node, or "file" when it has no position.
+std::string Where(const std::string& file, const YAML::Mark& mark);
+// A kConfig error "file:line:col: message" located at `node`.
+Status ErrorAt(const std::string& file, const YAML::Node& node, const std::string& message);
+// A kConfig error for a yaml-cpp exception (syntax errors carry a position).
+Status FromException(const std::string& file, const YAML::Exception& e);
+
+// Calls visit(key, key_node, value) for each entry of mapping `node` in
+// document order, stopping at the first error. A null node is an empty
+// mapping; any other non-mapping, a non-scalar key or a key seen twice is an
+// error. `what` names the mapping in messages ("pipeline settings", ...).
+using KeyVisitor = std::function<Status(const std::string& key, const YAML::Node& key_node,
+                                        const YAML::Node& value)>;
+Status VisitMapping(const std::string& file, const YAML::Node& node, const std::string& what,
+                    const KeyVisitor& visit);
+
+// One key of a mapping and what its (non-null) value does to the target.
+template <typename T>
+struct KeyRule {
+  const char* key;
+  Status (*apply)(const std::string& file, const YAML::Node& value, T* out);
+};
+
+template <typename T>
+const KeyRule<T>* FindKey(std::span<const KeyRule<T>> rules, const std::string& key) {
+  for (const KeyRule<T>& rule : rules) {
+    if (key == rule.key) return &rule;
+  }
+  return nullptr;
+}
+
+// "a, b or c": the keys of a table, for "unknown key" messages.
+std::string KeyList(std::span<const char* const> keys);
+
+// Applies every entry of mapping `node` through `rules`. Unknown keys and
+// keys without a value are errors at the key.
+template <typename T>
+Status ApplyKeys(std::span<const KeyRule<T>> rules, const std::string& file, const YAML::Node& node,
+                 const std::string& what, T* out) {
+  return VisitMapping(
+      file, node, what,
+      [&](const std::string& key, const YAML::Node& key_node, const YAML::Node& value) -> Status {
+        const KeyRule<T>* rule = FindKey(rules, key);
+        if (rule == nullptr) {
+          std::vector<const char*> names;
+          for (const KeyRule<T>& r : rules) names.push_back(r.key);
+          return ErrorAt(
+              file, key_node,
+              "unknown key '" + key + "' in " + what + " (expected " + KeyList(names) + ")");
+        }
+        if (value.IsNull()) return ErrorAt(file, key_node, key + ": no value");
+        return rule->apply(file, value, out);
+      });
+}
+
+// The pipeline keys: shard_size, groups, unmatched, quantize. A key present
+// replaces that setting wholesale (a `quantize` map replaces the base map).
+std::span<const KeyRule<PipelineOptions>> PipelineKeys();
+
+// Applies the pipeline keys of mapping `node` over `*options`; any other key
+// is an error. Validates what it sets.
+Status ApplyPipelineNode(const std::string& file, const YAML::Node& node, PipelineOptions* options);
+
+}  // namespace wd::yaml
