@@ -21,8 +21,7 @@ class ByteSource {
 };
 
 // Reads exactly n bytes or fails with kBundle ("<where>: truncated ...", with
-// the byte offset reached) — or kIncomplete when `incomplete_ok` says a short
-// read may mean the file is still being written.
+// the byte offset reached).
 Status ReadExact(ByteSource& src, uint8_t* buf, size_t n, const std::string& where,
                  uint64_t offset_for_message);
 

@@ -1,0 +1,191 @@
+// .npz members through libzip 1.7; the rules we enforce are in docs/formats.md.
+#include "core/npz_archive.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zip.h>
+
+#include <algorithm>
+#include <cerrno>
+
+namespace wd {
+namespace {
+
+std::string ZipErrorString(int code) {
+  zip_error_t e;
+  zip_error_init_with_code(&e, code);
+  std::string s = zip_error_strerror(&e);
+  zip_error_fini(&e);
+  return s;
+}
+
+// libzip reports I/O trouble with these; everything else is the file's fault.
+bool IsSystemError(int code) {
+  return code == ZIP_ER_READ || code == ZIP_ER_SEEK || code == ZIP_ER_OPEN ||
+         code == ZIP_ER_MEMORY || code == ZIP_ER_TELL;
+}
+
+// Streams one member: exactly `size` bytes, then proves the member ends
+// there by asking for one byte more. Never inflates more than size + 1.
+class MemberSource : public ByteSource {
+ public:
+  MemberSource(zip_file_t* f, uint64_t size, std::string where)
+      : f_(f), size_(size), where_(std::move(where)) {}
+  ~MemberSource() override { zip_fclose(f_); }
+  MemberSource(const MemberSource&) = delete;
+  MemberSource& operator=(const MemberSource&) = delete;
+
+  Result<size_t> Read(uint8_t* buf, size_t n) override {
+    if (pos_ == size_) return ReadEnd();
+    uint64_t want = std::min<uint64_t>(n, size_ - pos_);
+    zip_int64_t r = zip_fread(f_, buf, want);
+    if (r < 0) return FileError();
+    if (r == 0) {
+      return Status::Bundle(where_ + ": holds only " + std::to_string(pos_) +
+                            " bytes but declares " + std::to_string(size_));
+    }
+    pos_ += static_cast<uint64_t>(r);
+    return static_cast<size_t>(r);
+  }
+
+ private:
+  // At the declared size: one more byte must not exist, and reaching the end
+  // of the stream makes libzip check the CRC.
+  Result<size_t> ReadEnd() {
+    if (checked_end_) return size_t{0};
+    uint8_t extra;
+    zip_int64_t r = zip_fread(f_, &extra, 1);
+    if (r < 0) return FileError();
+    if (r > 0) {
+      return Status::Bundle(where_ + ": inflates past its declared " + std::to_string(size_) +
+                            " bytes");
+    }
+    checked_end_ = true;
+    return size_t{0};
+  }
+
+  Status FileError() const {
+    int code = zip_error_code_zip(zip_file_get_error(f_));
+    std::string at = " (after " + std::to_string(pos_) + " of " + std::to_string(size_) + " bytes)";
+    if (code == ZIP_ER_CRC) return Status::Bundle(where_ + ": CRC mismatch: data is corrupt" + at);
+    std::string msg = where_ + ": " + zip_error_strerror(zip_file_get_error(f_)) + at;
+    return IsSystemError(code) ? Status::Environment(msg) : Status::Bundle(msg);
+  }
+
+  zip_file_t* f_;
+  uint64_t size_;
+  std::string where_;
+  uint64_t pos_ = 0;
+  bool checked_end_ = false;
+};
+
+// pread that retries EINTR; returns the count read or -1.
+ssize_t PreadAll(int fd, uint8_t* buf, size_t n, off_t at) {
+  ssize_t r;
+  do {
+    r = pread(fd, buf, n, at);
+  } while (r < 0 && errno == EINTR);
+  return r;
+}
+
+// True if the tail where the end record must sit (its 22 bytes plus up to
+// 64 KiB of comment) holds a whole one: signature "PK\5\6", all 22 bytes,
+// and the comment it announces.
+bool HasWholeEndRecord(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return false;
+  off_t span = std::min<off_t>(st.st_size, 65535 + 22);
+  std::vector<uint8_t> tail(static_cast<size_t>(span));
+  if (PreadAll(fd, tail.data(), tail.size(), st.st_size - span) != span) return false;
+  for (size_t p = 0; p + 22 <= tail.size(); ++p) {
+    if (tail[p] != 'P' || tail[p + 1] != 'K' || tail[p + 2] != 5 || tail[p + 3] != 6) continue;
+    size_t comment = tail[p + 20] | (tail[p + 21] << 8);
+    if (p + 22 + comment <= tail.size()) return true;
+  }
+  return false;
+}
+
+// Tells a zip still being written (starts like a zip, no end record yet)
+// from a file that is not a zip at all, or a complete but corrupt one.
+Status OpenError(int fd, int code, const std::string& where) {
+  uint8_t head[4] = {0, 0, 0, 0};
+  ssize_t n = PreadAll(fd, head, sizeof head, 0);
+  if (n == 0) return Status::Incomplete(where + ": empty file (still being written?)");
+  bool zip_start = n == 4 && head[0] == 'P' && head[1] == 'K' && head[2] == 3 && head[3] == 4;
+  if (code == ZIP_ER_NOZIP && zip_start && !HasWholeEndRecord(fd)) {
+    return Status::Incomplete(where +
+                              ": zip has no end-of-central-directory record: truncated or "
+                              "still being written");
+  }
+  if (code == ZIP_ER_NOZIP && !zip_start) {
+    return Status::Bundle(where + ": not a zip archive (a .npz is a zip)");
+  }
+  if (code == ZIP_ER_NOZIP) {
+    return Status::Bundle(where +
+                          ": corrupt zip: its end-of-central-directory record does not "
+                          "point at a valid central directory");
+  }
+  if (code == ZIP_ER_EXISTS) return Status::Bundle(where + ": two members have the same name");
+  std::string msg = where + ": cannot open as zip: " + ZipErrorString(code);
+  return IsSystemError(code) ? Status::Environment(msg) : Status::Bundle(msg);
+}
+
+Result<NpzMember> StatMember(zip_t* z, uint64_t i, const std::string& where) {
+  zip_stat_t st;
+  zip_stat_init(&st);
+  if (zip_stat_index(z, i, ZIP_FL_ENC_RAW, &st) != 0) {
+    return Status::Bundle(where + ": cannot read zip entry " + std::to_string(i) + ": " +
+                          zip_strerror(z));
+  }
+  const zip_uint64_t need = ZIP_STAT_NAME | ZIP_STAT_SIZE | ZIP_STAT_COMP_SIZE |
+                            ZIP_STAT_COMP_METHOD | ZIP_STAT_ENCRYPTION_METHOD;
+  if ((st.valid & need) != need) {
+    return Status::Bundle(where + ": zip entry " + std::to_string(i) + " lacks size or method");
+  }
+  NpzMember m{st.name, i, st.size, st.comp_size, st.comp_method == ZIP_CM_STORE};
+  std::string member = where + ": member '" + m.name + "'";
+  if (st.encryption_method != ZIP_EM_NONE) return Status::Bundle(member + ": is encrypted");
+  if (st.comp_method != ZIP_CM_STORE && st.comp_method != ZIP_CM_DEFLATE) {
+    return Status::Bundle(member + ": uses compression method " + std::to_string(st.comp_method) +
+                          " (only stored and deflate are read)");
+  }
+  return m;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<NpzArchive>> NpzArchive::Open(int fd, const std::string& where) {
+  int code = 0;
+  zip_t* z = zip_fdopen(fd, ZIP_CHECKCONS, &code);
+  if (z == nullptr) {  // fd is still ours
+    Status st = OpenError(fd, code, where);
+    close(fd);
+    return st;
+  }
+  std::unique_ptr<NpzArchive> a(new NpzArchive());
+  a->zip_ = z;
+  a->where_ = where;
+  zip_int64_t n = zip_get_num_entries(z, 0);
+  for (zip_int64_t i = 0; i < n; ++i) {
+    WD_ASSIGN_OR_RETURN(NpzMember m, StatMember(z, static_cast<uint64_t>(i), where));
+    a->members_.push_back(std::move(m));
+  }
+  return a;
+}
+
+NpzArchive::~NpzArchive() {
+  if (zip_ != nullptr) zip_discard(zip_);
+}
+
+Result<std::unique_ptr<ByteSource>> NpzArchive::OpenMember(const NpzMember& m) const {
+  std::string member = where_ + ": member '" + m.name + "'";
+  zip_file_t* f = zip_fopen_index(zip_, m.index, 0);
+  if (f == nullptr) {
+    zip_error_t* e = zip_get_error(zip_);
+    std::string msg = member + ": cannot open: " + zip_error_strerror(e);
+    return IsSystemError(zip_error_code_zip(e)) ? Status::Environment(msg) : Status::Bundle(msg);
+  }
+  return std::unique_ptr<ByteSource>(new MemberSource(f, m.size, member));
+}
+
+}  // namespace wd

@@ -1,0 +1,241 @@
+#include "core/npz_archive.h"
+
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <map>
+
+#include "core/npy_header.h"
+#include "tests/test_util.h"
+
+namespace wd {
+namespace {
+
+Result<std::unique_ptr<NpzArchive>> OpenPath(const std::string& path, const std::string& where) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  return NpzArchive::Open(fd, where);
+}
+
+Result<std::unique_ptr<NpzArchive>> OpenFixture(const std::string& name) {
+  return OpenPath(test::SourcePath("data/reader/" + name), name);
+}
+
+// Reads a source to its end in odd-sized chunks.
+Result<std::string> Drain(ByteSource& src) {
+  std::string out;
+  uint8_t buf[37];
+  for (;;) {
+    WD_ASSIGN_OR_RETURN(size_t n, src.Read(buf, sizeof buf));
+    if (n == 0) return out;
+    out.append(reinterpret_cast<const char*>(buf), n);
+  }
+}
+
+Result<std::string> ReadMember(const NpzArchive& a, size_t i) {
+  WD_ASSIGN_OR_RETURN(std::unique_ptr<ByteSource> src, a.OpenMember(a.members()[i]));
+  return Drain(*src);
+}
+
+const std::vector<std::string> kSavezNames = {"dense/kernel.npy", "dense/bias.npy", "step.npy",
+                                              "mask.npy",         "words.npy",      "raw.npy",
+                                              "big_endian.npy",   "fortran.npy"};
+
+// Every member of savez.npz, by name: the reference bytes.
+std::map<std::string, std::string> SavezMembers() {
+  auto a = OpenFixture("savez.npz");
+  REQUIRE_MESSAGE(a.ok(), a.status().message());
+  std::map<std::string, std::string> out;
+  for (size_t i = 0; i < (*a)->members().size(); ++i) {
+    auto bytes = ReadMember(**a, i);
+    REQUIRE_MESSAGE(bytes.ok(), bytes.status().message());
+    out[(*a)->members()[i].name] = *bytes;
+  }
+  return out;
+}
+
+TEST_CASE("np.savez members are listed in the order NumPy wrote them") {
+  auto a = OpenFixture("savez.npz");
+  REQUIRE_MESSAGE(a.ok(), a.status().message());
+  const auto& m = (*a)->members();
+  REQUIRE(m.size() == kSavezNames.size());
+  for (size_t i = 0; i < m.size(); ++i) {
+    CHECK(m[i].name == kSavezNames[i]);
+    CHECK(m[i].index == i);
+    CHECK(m[i].stored);
+    CHECK(m[i].size == m[i].comp_size);
+  }
+  CHECK((*a)->where() == "savez.npz");
+}
+
+TEST_CASE("member bytes hold a .npy header and the array data") {
+  auto a = OpenFixture("savez.npz");
+  REQUIRE(a.ok());
+  auto src = (*a)->OpenMember((*a)->members()[0]);
+  REQUIRE(src.ok());
+  auto h = ReadNpyHeader(**src, "dense/kernel.npy");
+  REQUIRE_MESSAGE(h.ok(), h.status().message());
+  CHECK(h->dtype.descr == "<f4");
+  CHECK(h->shape == std::vector<uint64_t>{3, 4});
+  CHECK(h->header_size + h->data_bytes == (*a)->members()[0].size);
+  float values[12];
+  REQUIRE(ReadExact(**src, reinterpret_cast<uint8_t*>(values), sizeof values, "k", 0).ok());
+  for (int i = 0; i < 12; ++i) CHECK(values[i] == static_cast<float>(i));
+}
+
+TEST_CASE("stored, deflated, data-descriptor and zip64 archives yield the same members") {
+  struct Row {
+    const char* file;
+    size_t count;
+    std::vector<bool> stored;
+  };
+  const Row rows[] = {
+      {"savez_compressed.npz", 8, std::vector<bool>(8, false)},
+      {"descriptor.npz", 4, {true, true, false, false}},
+      {"zip64.npz", 3, {true, false, true}},
+  };
+  std::map<std::string, std::string> want = SavezMembers();
+  for (const Row& r : rows) {
+    CAPTURE(std::string(r.file));
+    auto a = OpenFixture(r.file);
+    REQUIRE_MESSAGE(a.ok(), a.status().message());
+    const auto& m = (*a)->members();
+    REQUIRE(m.size() == r.count);
+    for (size_t i = 0; i < m.size(); ++i) {
+      CAPTURE(m[i].name);
+      CHECK(m[i].name == kSavezNames[i]);
+      CHECK(m[i].stored == r.stored[i]);
+      auto bytes = ReadMember(**a, i);
+      REQUIRE_MESSAGE(bytes.ok(), bytes.status().message());
+      CHECK(bytes->size() == m[i].size);
+      CHECK(*bytes == want[m[i].name]);
+    }
+  }
+}
+
+TEST_CASE("a member can be opened again and read from the start") {
+  auto a = OpenFixture("savez_compressed.npz");
+  REQUIRE(a.ok());
+  auto first = ReadMember(**a, 4);
+  auto again = ReadMember(**a, 4);
+  REQUIRE(first.ok());
+  REQUIRE(again.ok());
+  CHECK(*first == *again);
+}
+
+TEST_CASE("member read failures name the archive and member") {
+  struct Row {
+    const char* file;
+    size_t member;
+    const char* error;
+  };
+  const Row rows[] = {
+      {"bad_crc.npz", 0, "bad_crc.npz: member 'dense/kernel.npy': CRC mismatch: data is corrupt"},
+      {"bomb.npz", 0, "bomb.npz: member 'w.npy': inflates past its declared 1000 bytes"},
+      {"short.npz", 0, "short.npz: member 'w.npy': holds only 384 bytes but declares 484"},
+  };
+  for (const Row& r : rows) {
+    CAPTURE(std::string(r.file));
+    auto a = OpenFixture(r.file);
+    REQUIRE_MESSAGE(a.ok(), a.status().message());
+    auto bytes = ReadMember(**a, r.member);
+    REQUIRE_FALSE(bytes.ok());
+    CHECK(bytes.status().kind() == ErrorKind::kBundle);
+    CHECK_MESSAGE(bytes.status().message().find(r.error) == 0, bytes.status().message());
+  }
+}
+
+TEST_CASE("a member shorter than declared is an error, not a short read") {
+  auto a = OpenFixture("short.npz");
+  REQUIRE(a.ok());
+  CHECK((*a)->members()[0].size == 128 + 256 + 100);
+  auto bytes = ReadMember(**a, 0);
+  REQUIRE_FALSE(bytes.ok());
+  CHECK(bytes.status().kind() == ErrorKind::kBundle);
+}
+
+TEST_CASE("a corrupt member does not spoil its neighbours") {
+  auto a = OpenFixture("bad_crc.npz");
+  REQUIRE(a.ok());
+  auto bias = ReadMember(**a, 1);
+  REQUIRE_MESSAGE(bias.ok(), bias.status().message());
+  CHECK(*bias == SavezMembers()["dense/bias.npy"]);
+}
+
+TEST_CASE("a deflate bomb is never inflated past its declared size plus one byte") {
+  auto a = OpenFixture("bomb.npz");
+  REQUIRE(a.ok());
+  auto src = (*a)->OpenMember((*a)->members()[0]);
+  REQUIRE(src.ok());
+  std::vector<uint8_t> buf(1 << 20);
+  auto n = (*src)->Read(buf.data(), buf.size());
+  REQUIRE(n.ok());
+  CHECK(*n <= 1000);
+  auto more = Drain(**src);
+  REQUIRE_FALSE(more.ok());
+  CHECK(more.status().message().find("inflates past its declared 1000 bytes") != std::string::npos);
+}
+
+TEST_CASE("archives and members that cannot be read are refused with the reason") {
+  struct Row {
+    const char* file;
+    ErrorKind kind;
+    const char* error;
+  };
+  const Row rows[] = {
+      {"encrypted.npz", ErrorKind::kBundle, "encrypted.npz: member 'w.npy': is encrypted"},
+      {"bzip2.npz", ErrorKind::kBundle,
+       "bzip2.npz: member 'w.npy': uses compression method 12 (only stored and deflate are read)"},
+      {"dup.npz", ErrorKind::kBundle, "dup.npz: two members have the same name"},
+      {"v1.npy", ErrorKind::kBundle, "v1.npy: not a zip archive (a .npz is a zip)"},
+  };
+  for (const Row& r : rows) {
+    CAPTURE(std::string(r.file));
+    auto a = OpenFixture(r.file);
+    REQUIRE_FALSE(a.ok());
+    CHECK(a.status().kind() == r.kind);
+    CHECK(a.status().message() == r.error);
+  }
+}
+
+TEST_CASE("a zip still being written is incomplete, not corrupt") {
+  test::TempDir dir;
+  std::string whole = test::ReadFile(test::SourcePath("data/reader/savez.npz"));
+  struct Row {
+    const char* name;
+    std::string bytes;
+    ErrorKind kind;
+    const char* error;
+  };
+  std::string bad_cd_offset = whole;
+  bad_cd_offset[bad_cd_offset.size() - 6] ^= 0x01;  // EOCD: central directory offset
+  const Row rows[] = {
+      {"empty", "", ErrorKind::kIncomplete, "empty file (still being written?)"},
+      {"half", whole.substr(0, whole.size() / 2), ErrorKind::kIncomplete,
+       "zip has no end-of-central-directory record: truncated or still being written"},
+      {"no end record", whole.substr(0, whole.size() - 10), ErrorKind::kIncomplete,
+       "zip has no end-of-central-directory record"},
+      {"bad offset", bad_cd_offset, ErrorKind::kBundle,
+       "cannot open as zip: Zip archive inconsistent"},
+  };
+  for (const Row& r : rows) {
+    CAPTURE(std::string(r.name));
+    std::string path = dir / (std::string(r.name) + ".npz");
+    test::WriteFile(path, r.bytes);
+    auto a = OpenPath(path, "m.npz");
+    REQUIRE_FALSE(a.ok());
+    CHECK(a.status().kind() == r.kind);
+    CHECK_MESSAGE(a.status().message().find(std::string("m.npz: ") + r.error) == 0,
+                  a.status().message());
+  }
+}
+
+TEST_CASE("member names are read raw, so invalid UTF-8 reaches the name check") {
+  auto a = OpenFixture("badname.npz");
+  REQUIRE_MESSAGE(a.ok(), a.status().message());
+  CHECK((*a)->members()[0].name == "bad\xff.npy");
+}
+
+}  // namespace
+}  // namespace wd
