@@ -14,18 +14,20 @@ uint16_t FloatToHalf(float f);
 float HalfToFloat(uint16_t h);
 
 // True when FloatToHalf(f) would turn a finite f into +-Inf (|f| >= 65520).
-inline bool HalfOverflows(float f) {
-  return (f >= 65520.0f || f <= -65520.0f) && f - f == 0.0f;
-}
+inline bool HalfOverflows(float f) { return (f >= 65520.0f || f <= -65520.0f) && f - f == 0.0f; }
 
 // Converts n floats to little-endian halves at dst (2*n bytes).
 void FloatsToHalves(const float* src, size_t n, uint8_t* dst);
 
 struct AffineParams {
-  double min = 0;      // manifest "min" (nudged), float64
-  double scale = 1.0;  // manifest "scale", float64
-  bool constant = false;  // mn == mx: every byte 0
+  double min = 0;                        // manifest "min" (nudged), float64
+  double scale = 1.0;                    // manifest "scale", float64
+  double max = 0;                        // nudged max, float64 (the clip bound)
+  bool constant = false;                 // mn == mx: every byte 0
   float fmin = 0, fmax = 0, fscale = 1;  // the float32 element-step operands
+  // NumPy 1.x runs the element step in float64 when min or max is beyond
+  // +-3.4e38 (value-based casting); only ranges near FLT_MAX do that.
+  bool wide = false;
 };
 
 // mn, mx: min and max of the weight as float64; dtype kUint8 or kUint16.
@@ -36,7 +38,8 @@ AffineParams ComputeAffine(double mn, double mx, QuantDtype dtype);
 void QuantizeAffine(const float* src, size_t n, const AffineParams& p, QuantDtype dtype,
                     uint8_t* dst);
 
-// The value a client reconstructs: q * scale + min (as tfjs does, float32).
+// The value a client reconstructs: tfjs computes q * scale + min in float64
+// (JS numbers) and stores it into a Float32Array.
 float DequantizeAffine(uint32_t q, const AffineParams& p);
 
 }  // namespace wd
