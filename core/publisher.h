@@ -5,11 +5,10 @@
 
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/file_system.h"
 #include "core/manifest.h"
@@ -32,21 +31,25 @@ struct StagedContent {
 };
 
 struct PublishRequest {
-  std::string serve_root;  // S
-  std::string model;       // M: one path component, validated
-  int keep_versions = 3;   // >= 1
+  std::string serve_root;     // S
+  std::string model;          // M: one path component, validated
+  int keep_versions = 3;      // >= 1
   std::string source_path;    // the bundle as dropped, for provenance
   std::string source_sha256;  // digest of the bundle (see docs/formats.md)
   std::string config_digest;  // sha256 of the canonical pipeline settings
+  nlohmann::json settings;    // the settings, recorded for `verify --against`
   // Publish nothing when current came from the same source and config.
   bool skip_if_unchanged = true;
 };
 
 struct PublishResult {
   int version = 0;
-  std::string version_dir;     // S/M/<v>
-  bool unchanged = false;      // nothing new: `version` is the current one
-  std::vector<int> removed;    // versions deleted by retention
+  std::string version_dir;   // S/M/<v>
+  bool unchanged = false;    // nothing new: `version` is the current one
+  std::vector<int> removed;  // versions deleted by retention
+  // Problems that did not fail the publish (a retention removal that failed,
+  // an unreadable publish.json in the unchanged check), for the log.
+  std::vector<std::string> warnings;
 };
 
 class Publisher {

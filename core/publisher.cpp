@@ -1,0 +1,584 @@
+#include "core/publisher.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <ctime>
+#include <random>
+#include <set>
+#include <utility>
+
+#include "core/sha256.h"
+
+#ifndef WD_VERSION
+#define WD_VERSION "0.0.0-dev"
+#endif
+
+// Crash and failure behaviour (SPEC §4):
+// - Before the staging folder is renamed to S/M/<v>, a failure removes the
+//   staging folder and leaves everything else untouched; a crash leaves only
+//   S/.staging/<M>.<pid>.<rand>, which RemoveLeftoverStaging deletes.
+// - After the rename, the pointers (S/M/model.json, S/M/weights_manifest.json,
+//   S/M/current) are replaced one by one, each atomically. If one fails, the
+//   previous pointers are written back and the error is returned: the new
+//   version folder stays, unnamed by any pointer. That is harmless (clients
+//   only find versions through the pointers) and retention removes it in
+//   time. After a crash at that point each pointer names either the old or
+//   the new version, each complete; the next publish or rollback realigns
+//   them and removes the pointer temporaries the crash left.
+// - Retention keeps the newest keep_versions and the new current. It first renames a doomed version into S/.staging, so a crash
+//   mid-delete never leaves a half-deleted version where rollback looks.
+// - Publish and Rollback of one model hold an flock on S/M/.lock, so the CLI
+//   and the daemon never interleave pointer updates; RemoveLeftoverStaging
+//   skips the staging folders of a model whose lock is held.
+
+namespace wd {
+
+namespace {
+
+constexpr uint64_t kMaxJsonBytes = 256ull << 20;
+constexpr int kMaxVersionAttempts = 1000;
+constexpr char kManifestFile[] = "weights_manifest.json";
+constexpr char kModelFile[] = "model.json";
+constexpr char kProvenanceFile[] = "publish.json";
+constexpr char kCurrentLink[] = "current";
+constexpr char kCurrentTmpPrefix[] = ".current.tmp-";
+
+std::string RandomHex() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static const char kHex[] = "0123456789abcdef";
+  std::string s;
+  uint64_t r = rng();
+  for (int i = 0; i < 12; ++i, r >>= 4) s += kHex[r & 0xf];
+  return s;
+}
+
+std::string Join(const std::string& dir, const std::string& name) {
+  if (!dir.empty() && dir.back() == '/') return dir + name;
+  return dir + "/" + name;
+}
+
+std::string Parent(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+// The paths of one model in one serve root.
+struct Layout {
+  Layout(std::string serve_root, const std::string& m) : root(std::move(serve_root)), model(m) {
+    while (root.size() > 1 && root.back() == '/') root.pop_back();
+    staging = Join(root, ".staging");
+    model_dir = Join(root, model);
+  }
+  std::string Version(int v) const { return Join(model_dir, std::to_string(v)); }
+  std::string In(const std::string& name) const { return Join(model_dir, name); }
+  // A fresh name under S/.staging: "<M>.<pid>.<random>".
+  std::string NewStagingName() const {
+    return Join(staging, model + "." + std::to_string(::getpid()) + "." + RandomHex());
+  }
+
+  std::string root, model, staging, model_dir;
+};
+
+// A canonical positive decimal version ("7", never "07" or "+7").
+std::optional<int> ParseVersion(const std::string& s) {
+  if (s.empty() || s.size() > 9 || s[0] < '1' || s[0] > '9') return std::nullopt;
+  int v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+std::string JoinInts(const std::vector<int>& vs) {
+  if (vs.empty()) return "none";
+  std::string out;
+  for (int v : vs) out += (out.empty() ? "" : ", ") + std::to_string(v);
+  return out;
+}
+
+// The exclusive flock on S/M/.lock that serialises publish and rollback of
+// one model across threads and processes (the CLI next to the daemon).
+// Released when destroyed, or by the kernel if the process dies.
+class ModelLock {
+ public:
+  // Waits for the lock when `wait`; otherwise yields nullptr while another
+  // publisher holds it.
+  static Result<std::unique_ptr<ModelLock>> Acquire(const std::string& model_dir, bool wait) {
+    const std::string path = Join(model_dir, ".lock");
+    int fd;
+    do {
+      fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) return ErrnoStatus("open lock file " + path, errno);
+    int rc;
+    do {
+      rc = ::flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB));
+    } while (rc != 0 && errno == EINTR);
+    if (rc != 0) {
+      const int err = errno;
+      ::close(fd);
+      if (!wait && err == EWOULDBLOCK) return std::unique_ptr<ModelLock>();
+      return ErrnoStatus("lock " + path, err);
+    }
+    return std::unique_ptr<ModelLock>(new ModelLock(fd));
+  }
+  ~ModelLock() { ::close(fd_); }
+  ModelLock(const ModelLock&) = delete;
+  ModelLock& operator=(const ModelLock&) = delete;
+
+ private:
+  explicit ModelLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
+// mkdir -p for the serve root. Existing ancestors may be symlinks: the
+// operator chose them.
+Status MakeDirs(FileSystem& fs, const std::string& path) {
+  if (fs.Exists(path)) return Status::Ok();
+  const std::string parent = Parent(path);
+  if (parent != path) WD_RETURN_IF_ERROR(MakeDirs(fs, parent));
+  Status st = fs.MakeDir(path);
+  if (!st.ok()) return fs.IsDirectory(path) ? Status::Ok() : st;  // lost a race: fine
+  return fs.SyncDir(parent);
+}
+
+// A folder we own inside the serve root: must be a real folder, never a
+// symlink someone planted.
+Status EnsureOwnDir(FileSystem& fs, const std::string& path) {
+  if (fs.IsDirectory(path)) return Status::Ok();
+  if (fs.Exists(path)) return Status::Environment(path + ": exists but is not a folder");
+  Status st = fs.MakeDir(path);
+  if (!st.ok()) return fs.IsDirectory(path) ? Status::Ok() : st;
+  return fs.SyncDir(Parent(path));
+}
+
+Status WriteNewFile(FileSystem& fs, const std::string& path, const std::string& contents) {
+  WD_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file, fs.NewWritableFile(path));
+  WD_RETURN_IF_ERROR(file->Append(contents.data(), contents.size()));
+  WD_RETURN_IF_ERROR(file->Sync());
+  return file->Close();
+}
+
+std::string NowRfc3339() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// The topology with "weightsManifest" set to `m` (nlohmann is caught here).
+Result<std::string> ModelJsonWith(const nlohmann::json& topology, const Manifest& m,
+                                  const std::string& where) {
+  if (!topology.is_object()) return Status::Bundle(where + ": model.json must be a JSON object");
+  try {
+    nlohmann::json out = topology;
+    out["weightsManifest"] = nlohmann::json::parse(ManifestToJson(m));
+    return out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  } catch (const nlohmann::json::exception& e) {
+    return Status::Bundle(where + ": cannot write model.json: " + e.what());
+  }
+}
+
+std::string ProvenanceJson(const PublishRequest& req, int version, const StagedContent& content,
+                           const std::string& manifest_json) {
+  nlohmann::ordered_json j;
+  j["model"] = req.model;
+  j["version"] = version;
+  j["source"] = {{"path", req.source_path}, {"sha256", req.source_sha256}};
+  j["config_digest"] = req.config_digest;
+  if (!req.settings.is_null()) j["settings"] = req.settings;
+  j["created"] = NowRfc3339();
+  j["weightdrop_version"] = WD_VERSION;
+  j["shards"] = nlohmann::ordered_json::array();
+  for (const ShardFile& s : content.shards) {
+    j["shards"].push_back({{"name", s.name}, {"bytes", s.bytes}, {"sha256", s.sha256}});
+  }
+  j["manifest_sha256"] = Sha256Hex(manifest_json);
+  return j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+}
+
+// Every shard the manifest names must be a plain file the producer wrote.
+Status CheckStagedShards(FileSystem& fs, const std::string& staging, const StagedContent& c) {
+  std::set<std::string> listed;
+  for (const ShardFile& s : c.shards) listed.insert(s.name);
+  for (const ManifestGroup& g : c.manifest) {
+    for (const std::string& p : g.paths) {
+      const bool plain = !p.empty() && p[0] != '.' && p.find('/') == std::string::npos;
+      if (!plain || listed.count(p) == 0 || !fs.Exists(Join(staging, p)) ||
+          fs.IsDirectory(Join(staging, p))) {
+        return Status::Bundle(staging + ": the manifest names shard '" + p +
+                              "' but no such shard was written");
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+// Writes the manifest, model.json and publish.json next to the shards and
+// renames the folder to S/M/<v>, v one above the newest existing version.
+// A writer that does not take the lock (another host on NFS) may take v
+// first: then the next number is tried. Returns v.
+Result<int> FinishVersion(FileSystem& fs, Publisher& pub, const Layout& l,
+                          const PublishRequest& req, const std::string& staging,
+                          const StagedContent& content) {
+  WD_RETURN_IF_ERROR(CheckStagedShards(fs, staging, content));
+  const std::string manifest_json = ManifestToJson(content.manifest);
+  WD_RETURN_IF_ERROR(WriteNewFile(fs, Join(staging, kManifestFile), manifest_json));
+  if (content.model_json) {
+    const std::string where = req.source_path.empty() ? staging : req.source_path;
+    WD_ASSIGN_OR_RETURN(std::string mj,
+                        ModelJsonWith(*content.model_json, content.manifest, where));
+    WD_RETURN_IF_ERROR(WriteNewFile(fs, Join(staging, kModelFile), mj));
+  }
+  WD_ASSIGN_OR_RETURN(std::vector<int> versions, pub.ListVersions(l.root, l.model));
+  int v = versions.empty() ? 1 : versions.back() + 1;
+  const std::string provenance = Join(staging, kProvenanceFile);
+  for (int attempt = 1;; ++attempt, ++v) {
+    WD_RETURN_IF_ERROR(
+        WriteNewFile(fs, provenance, ProvenanceJson(req, v, content, manifest_json)));
+    WD_RETURN_IF_ERROR(fs.SyncDir(staging));
+    Status st = fs.Rename(staging, l.Version(v));
+    if (st.ok()) break;
+    if (!fs.Exists(l.Version(v)) || attempt == kMaxVersionAttempts) return st;
+    WD_RETURN_IF_ERROR(fs.Remove(provenance));
+  }
+  WD_RETURN_IF_ERROR(fs.SyncDir(l.model_dir));
+  WD_RETURN_IF_ERROR(fs.SyncDir(l.staging));
+  return v;
+}
+
+// The three pointers of a model; nullopt: absent.
+struct Pointers {
+  std::optional<std::string> model_json;
+  std::optional<std::string> manifest;
+  std::optional<std::string> current;  // symlink target
+};
+
+Result<Pointers> ReadPointers(FileSystem& fs, const Layout& l) {
+  Pointers p;
+  if (fs.Exists(l.In(kModelFile))) {
+    WD_ASSIGN_OR_RETURN(p.model_json, fs.ReadFile(l.In(kModelFile), kMaxJsonBytes));
+  }
+  if (fs.Exists(l.In(kManifestFile))) {
+    WD_ASSIGN_OR_RETURN(p.manifest, fs.ReadFile(l.In(kManifestFile), kMaxJsonBytes));
+  }
+  if (fs.Exists(l.In(kCurrentLink))) {
+    WD_ASSIGN_OR_RETURN(p.current, fs.ReadLink(l.In(kCurrentLink)));
+  }
+  return p;
+}
+
+Status ReplaceCurrent(FileSystem& fs, const Layout& l, const std::string& target) {
+  const std::string tmp = l.In(kCurrentTmpPrefix + RandomHex());
+  WD_RETURN_IF_ERROR(fs.Symlink(target, tmp));
+  Status st = fs.Rename(tmp, l.In(kCurrentLink));
+  if (!st.ok()) {
+    (void)fs.Remove(tmp);
+    return st;
+  }
+  return fs.SyncDir(l.model_dir);
+}
+
+Status PutPointer(FileSystem& fs, const Layout& l, const std::string& name,
+                  const std::optional<std::string>& contents) {
+  if (contents) return fs.WriteFileAtomically(l.In(name), *contents);
+  if (!fs.Exists(l.In(name))) return Status::Ok();
+  WD_RETURN_IF_ERROR(fs.Remove(l.In(name)));
+  return fs.SyncDir(l.model_dir);
+}
+
+// model.json first and current last: HTTP clients read the files, file
+// system consumers follow current.
+Status WritePointers(FileSystem& fs, const Layout& l, const Pointers& p) {
+  WD_RETURN_IF_ERROR(PutPointer(fs, l, kModelFile, p.model_json));
+  WD_RETURN_IF_ERROR(PutPointer(fs, l, kManifestFile, p.manifest));
+  if (p.current) return ReplaceCurrent(fs, l, *p.current);
+  return PutPointer(fs, l, kCurrentLink, std::nullopt);
+}
+
+// Moves all pointers to `next`, or back to what they were on failure.
+Status SwapPointers(FileSystem& fs, const Layout& l, const Pointers& next) {
+  WD_ASSIGN_OR_RETURN(Pointers prev, ReadPointers(fs, l));
+  Status st = WritePointers(fs, l, next);
+  if (st.ok()) return st;
+  Status undo = WritePointers(fs, l, prev);
+  if (undo.ok()) return st;
+  return Status::Error(
+      st.kind(),
+      st.message() + "; putting the previous pointers back also failed: " + undo.message());
+}
+
+// The pointers that make version `v` current.
+Result<Pointers> PointersFor(const Manifest& plain, const std::optional<nlohmann::json>& topology,
+                             int v, const std::string& where) {
+  const Manifest qualified = WithPathPrefix(plain, std::to_string(v) + "/");
+  Pointers p;
+  p.manifest = ManifestToJson(qualified);
+  if (topology) {
+    WD_ASSIGN_OR_RETURN(p.model_json, ModelJsonWith(*topology, qualified, where));
+  }
+  p.current = std::to_string(v);
+  return p;
+}
+
+// The pointers for an existing version, after checking that it is whole.
+Result<Pointers> PointersForVersion(FileSystem& fs, const Layout& l, int v) {
+  const std::string vdir = l.Version(v);
+  const std::string manifest_path = Join(vdir, kManifestFile);
+  WD_ASSIGN_OR_RETURN(std::string text, fs.ReadFile(manifest_path, kMaxJsonBytes));
+  WD_ASSIGN_OR_RETURN(Manifest manifest, ParseManifest(text, manifest_path));
+  for (const ManifestGroup& g : manifest) {
+    for (const std::string& p : g.paths) {
+      if (!fs.Exists(Join(vdir, p))) {
+        return Status::Environment(vdir + ": incomplete, shard '" + p + "' is missing");
+      }
+    }
+  }
+  std::optional<nlohmann::json> topology;
+  const std::string model_path = Join(vdir, kModelFile);
+  if (fs.Exists(model_path)) {
+    WD_ASSIGN_OR_RETURN(std::string mj, fs.ReadFile(model_path, kMaxJsonBytes));
+    try {
+      topology = nlohmann::json::parse(mj);
+    } catch (const nlohmann::json::exception& e) {
+      return Status::Environment(model_path + ": not valid JSON: " + e.what());
+    }
+  }
+  return PointersFor(manifest, topology, v, model_path);
+}
+
+// `to` if it is a version folder, else the newest version older than current.
+Result<int> PickRollbackTarget(const Layout& l, const std::vector<int>& versions,
+                               std::optional<int> cur, std::optional<int> to) {
+  if (to) {
+    if (std::find(versions.begin(), versions.end(), *to) != versions.end()) return *to;
+    return Status::Usage(l.model_dir + ": no version " + std::to_string(*to) +
+                         " (versions: " + JoinInts(versions) + ")");
+  }
+  if (!cur) return Status::Usage(l.model_dir + ": nothing is current, so nothing to roll back");
+  int target = 0;
+  for (int v : versions) {
+    if (v < *cur) target = v;
+  }
+  if (target != 0) return target;
+  return Status::Usage(l.model_dir + ": no version older than current " + std::to_string(*cur) +
+                       " (versions: " + JoinInts(versions) + ")");
+}
+
+// Removes pointer temporaries a crash left in S/M. REQUIRES: the model lock.
+void RemoveStalePointerTemps(FileSystem& fs, const Layout& l, std::vector<std::string>* warnings) {
+  Result<std::vector<std::string>> names = fs.ListDir(l.model_dir);
+  if (!names.ok()) return;
+  for (const std::string& n : *names) {
+    const bool stale = n.rfind(kCurrentTmpPrefix, 0) == 0 ||
+                       n.rfind(std::string(kManifestFile) + ".tmp-", 0) == 0 ||
+                       n.rfind(std::string(kModelFile) + ".tmp-", 0) == 0;
+    if (!stale) continue;
+    Status st = fs.Remove(l.In(n));
+    if (!st.ok() && warnings != nullptr) warnings->push_back(st.message());
+  }
+}
+
+// True when current was published from the same source and settings.
+bool SameAsCurrent(FileSystem& fs, Publisher& pub, const Layout& l, const PublishRequest& req,
+                   int* current, std::vector<std::string>* warnings) {
+  if (req.source_sha256.empty()) return false;
+  Result<std::optional<int>> cur = pub.CurrentVersion(l.root, l.model);
+  if (!cur.ok()) {
+    warnings->push_back(cur.status().message());
+    return false;
+  }
+  if (!*cur) return false;
+  const std::string path = Join(l.Version(**cur), kProvenanceFile);
+  Result<std::string> text = fs.ReadFile(path, kMaxJsonBytes);
+  if (!text.ok()) {
+    warnings->push_back("unchanged check skipped: " + text.status().message());
+    return false;
+  }
+  try {
+    const nlohmann::json j = nlohmann::json::parse(*text);
+    *current = **cur;
+    return j.at("source").at("sha256") == req.source_sha256 &&
+           j.at("config_digest") == req.config_digest;
+  } catch (const nlohmann::json::exception& e) {
+    warnings->push_back("unchanged check skipped: " + path + ": " + e.what());
+    return false;
+  }
+}
+
+// Keeps the newest `keep` versions, the one current names and those in
+// `protect`; moves the others into S/.staging and deletes them there.
+// Failures are warnings.
+void ApplyRetention(FileSystem& fs, Publisher& pub, const Layout& l, int keep,
+                    const std::set<int>& protect, PublishResult* r) {
+  Result<std::vector<int>> versions = pub.ListVersions(l.root, l.model);
+  Result<std::optional<int>> cur = pub.CurrentVersion(l.root, l.model);
+  if (!versions.ok() || !cur.ok()) {
+    r->warnings.push_back("retention skipped: " +
+                          (versions.ok() ? cur.status() : versions.status()).message());
+    return;
+  }
+  const size_t n = versions->size();
+  for (size_t i = 0; i + static_cast<size_t>(keep) < n; ++i) {
+    const int v = (*versions)[i];
+    if (protect.count(v) != 0 || (*cur && v == **cur)) continue;
+    const std::string trash = l.NewStagingName();
+    Status st = fs.Rename(l.Version(v), trash);
+    if (!st.ok()) {
+      r->warnings.push_back("retention: " + st.message());
+      continue;
+    }
+    r->removed.push_back(v);
+    st = fs.RemoveTree(trash);
+    if (!st.ok()) r->warnings.push_back("retention (left for the next start): " + st.message());
+  }
+  if (r->removed.empty()) return;
+  Status st = fs.SyncDir(l.model_dir);
+  if (!st.ok()) r->warnings.push_back("retention: " + st.message());
+}
+
+// "<M>.<pid>.<random>" -> M.
+std::string ModelOfStagingName(const std::string& name) {
+  size_t last = name.rfind('.');
+  if (last == std::string::npos || last == 0) return "";
+  size_t pid = name.rfind('.', last - 1);
+  return pid == std::string::npos ? "" : name.substr(0, pid);
+}
+
+}  // namespace
+
+Status ValidateModelName(const std::string& model) {
+  if (model.empty()) return Status::Usage("model name is empty");
+  const std::string quoted = "model name '" + model + "'";
+  if (model.size() > 200) return Status::Usage(quoted + " is longer than 200 characters");
+  if (model[0] == '.') return Status::Usage(quoted + " must not start with '.'");
+  for (char c : model) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '-';
+    if (!ok) return Status::Usage(quoted + " may only hold letters, digits, '.', '_' and '-'");
+  }
+  return Status::Ok();
+}
+
+Result<PublishResult> Publisher::Publish(
+    const PublishRequest& req,
+    const std::function<Result<StagedContent>(const std::string& staging_dir)>& produce) {
+  WD_RETURN_IF_ERROR(ValidateModelName(req.model));
+  if (req.serve_root.empty()) return Status::Usage("serve root is empty");
+  if (req.keep_versions < 1) {
+    return Status::Config("keep_versions must be at least 1, got " +
+                          std::to_string(req.keep_versions));
+  }
+  const Layout l(req.serve_root, req.model);
+  WD_RETURN_IF_ERROR(MakeDirs(fs_, l.root));
+  WD_RETURN_IF_ERROR(EnsureOwnDir(fs_, l.staging));
+  WD_RETURN_IF_ERROR(EnsureOwnDir(fs_, l.model_dir));
+  WD_ASSIGN_OR_RETURN(std::unique_ptr<ModelLock> lock, ModelLock::Acquire(l.model_dir, true));
+
+  PublishResult result;
+  RemoveStalePointerTemps(fs_, l, &result.warnings);
+  int current = 0;
+  if (req.skip_if_unchanged && SameAsCurrent(fs_, *this, l, req, &current, &result.warnings)) {
+    result.version = current;
+    result.version_dir = l.Version(current);
+    result.unchanged = true;
+    return result;
+  }
+
+  const std::string staging = l.NewStagingName();
+  WD_RETURN_IF_ERROR(fs_.MakeDir(staging));
+  Result<StagedContent> content = produce(staging);
+  Result<int> v = content.ok() ? FinishVersion(fs_, *this, l, req, staging, *content)
+                               : Result<int>(content.status());
+  if (!v.ok()) {
+    (void)fs_.RemoveTree(staging);  // gone already if the rename happened
+    return v.status();
+  }
+
+  WD_ASSIGN_OR_RETURN(Pointers next,
+                      PointersFor(content->manifest, content->model_json, *v, req.source_path));
+  const std::set<int> protect = {*v};
+  Status st = SwapPointers(fs_, l, next);
+  if (!st.ok()) {
+    return st.WithContext(l.model_dir + ": version " + std::to_string(*v) +
+                          " was written but could not be made current");
+  }
+  result.version = *v;
+  result.version_dir = l.Version(*v);
+  ApplyRetention(fs_, *this, l, req.keep_versions, protect, &result);
+  return result;
+}
+
+Result<int> Publisher::Rollback(const std::string& serve_root, const std::string& model,
+                                std::optional<int> to) {
+  WD_RETURN_IF_ERROR(ValidateModelName(model));
+  const Layout l(serve_root, model);
+  if (!fs_.IsDirectory(l.model_dir)) return Status::Usage(l.model_dir + ": no such model folder");
+  WD_ASSIGN_OR_RETURN(std::unique_ptr<ModelLock> lock, ModelLock::Acquire(l.model_dir, true));
+  RemoveStalePointerTemps(fs_, l, nullptr);
+  WD_ASSIGN_OR_RETURN(std::vector<int> versions, ListVersions(serve_root, model));
+  // With an explicit target, rollback also repairs a damaged `current`.
+  Result<std::optional<int>> cur = CurrentVersion(serve_root, model);
+  if (!cur.ok() && !to) return cur.status();
+  WD_ASSIGN_OR_RETURN(int target,
+                      PickRollbackTarget(l, versions, cur.ok() ? *cur : std::nullopt, to));
+  WD_ASSIGN_OR_RETURN(Pointers next, PointersForVersion(fs_, l, target));
+  WD_RETURN_IF_ERROR(SwapPointers(fs_, l, next));
+  return target;
+}
+
+Status Publisher::RemoveLeftoverStaging(const std::string& serve_root) {
+  const Layout root(serve_root, "");
+  if (!fs_.Exists(root.staging)) return Status::Ok();
+  WD_ASSIGN_OR_RETURN(std::vector<std::string> names, fs_.ListDir(root.staging));
+  Status first;
+  for (const std::string& name : names) {
+    // A publish in progress (another thread or process) holds its model's
+    // lock: leave its staging folder alone.
+    const std::string model = ModelOfStagingName(name);
+    std::unique_ptr<ModelLock> lock;
+    if (ValidateModelName(model).ok() && fs_.IsDirectory(Join(root.root, model))) {
+      Result<std::unique_ptr<ModelLock>> held = ModelLock::Acquire(Join(root.root, model), false);
+      if (held.ok() && *held == nullptr) continue;
+      if (held.ok()) lock = std::move(*held);
+    }
+    Status st = fs_.RemoveTree(Join(root.staging, name));
+    if (!st.ok() && first.ok()) first = st;
+  }
+  if (!first.ok()) return first;
+  return fs_.SyncDir(root.staging);
+}
+
+Result<std::vector<int>> Publisher::ListVersions(const std::string& serve_root,
+                                                 const std::string& model) {
+  const Layout l(serve_root, model);
+  if (!fs_.Exists(l.model_dir)) return std::vector<int>();
+  WD_ASSIGN_OR_RETURN(std::vector<std::string> names, fs_.ListDir(l.model_dir));
+  std::vector<int> versions;
+  for (const std::string& n : names) {
+    std::optional<int> v = ParseVersion(n);
+    if (v && fs_.IsDirectory(l.In(n))) versions.push_back(*v);
+  }
+  std::sort(versions.begin(), versions.end());
+  return versions;
+}
+
+Result<std::optional<int>> Publisher::CurrentVersion(const std::string& serve_root,
+                                                     const std::string& model) {
+  const Layout l(serve_root, model);
+  const std::string link = l.In(kCurrentLink);
+  if (!fs_.Exists(link)) return std::optional<int>();
+  WD_ASSIGN_OR_RETURN(std::string target, fs_.ReadLink(link));
+  std::optional<int> v = ParseVersion(target);
+  if (!v) return Status::Environment(link + ": names '" + target + "', not a version number");
+  return v;
+}
+
+}  // namespace wd
