@@ -1,0 +1,171 @@
+#include "core/pipeline.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <vector>
+
+#include "core/options_json.h"
+#include "core/sha256.h"
+#include "core/shard_writer.h"
+#include "core/weight_encoder.h"
+
+namespace wd {
+namespace {
+
+// A ByteSink that forwards to another and reports progress.
+class ProgressSink : public ByteSink {
+ public:
+  ProgressSink(ByteSink& inner, Progress& p, const ProgressFn& fn)
+      : inner_(inner), p_(p), fn_(fn) {}
+  Status Append(const uint8_t* data, size_t n) override {
+    WD_RETURN_IF_ERROR(inner_.Append(data, n));
+    p_.bytes_done += n;
+    if (fn_) fn_(p_);
+    return Status::Ok();
+  }
+
+ private:
+  ByteSink& inner_;
+  Progress& p_;
+  const ProgressFn& fn_;
+};
+
+Status HashFile(const std::string& path, Sha256& h) {
+  const int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus("cannot read " + path, errno);
+  std::vector<uint8_t> buf(1 << 20);
+  Status st;
+  for (;;) {
+    const ssize_t n = read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      st = ErrnoStatus("cannot read " + path, errno);
+      break;
+    }
+    if (n == 0) break;
+    h.Update(buf.data(), static_cast<size_t>(n));
+  }
+  close(fd);
+  return st;
+}
+
+Result<std::optional<nlohmann::json>> ReadModelJson(const Bundle& bundle) {
+  if (!bundle.model_json()) return std::optional<nlohmann::json>();
+  WD_ASSIGN_OR_RETURN(std::string text,
+                      DefaultFileSystem().ReadFile(*bundle.model_json(), 64u << 20));
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return Status::Bundle(*bundle.model_json() +
+                          ": not a JSON object (expected a tfjs model.json)");
+  }
+  j.erase("weightsManifest");
+  return std::optional<nlohmann::json>(std::move(j));
+}
+
+}  // namespace
+
+Result<StagedContent> WriteShards(const Bundle& bundle, const Plan& plan, FileSystem& fs,
+                                  const std::string& dir, const ProgressFn& progress) {
+  StagedContent out;
+  Progress p;
+  for (const auto& g : plan.groups) {
+    p.bytes_total += g.total_bytes;
+    p.weights_total += g.weights.size();
+  }
+  for (const auto& g : plan.groups) {
+    ManifestGroup mg;
+    ShardWriter writer(fs, dir, g);
+    ProgressSink sink(writer, p, progress);
+    for (const PlannedWeight& pw : g.weights) {
+      const WeightEntry& w = bundle.weights()[pw.entry];
+      WD_ASSIGN_OR_RETURN(auto quant, EncodeWeight(bundle, pw, sink, nullptr));
+      mg.weights.push_back({.name = w.name,
+                            .shape = w.header.shape,
+                            .dtype = OutDtypeName(pw.out),
+                            .quantization = quant});
+      ++p.weights_done;
+    }
+    WD_ASSIGN_OR_RETURN(auto shards, writer.Finish());
+    for (auto& s : shards) {
+      mg.paths.push_back(s.name);
+      out.shards.push_back(std::move(s));
+    }
+    out.manifest.push_back(std::move(mg));
+  }
+  return out;
+}
+
+Result<std::string> BundleDigest(const Bundle& bundle) {
+  Sha256 h;
+  if (!bundle.is_directory()) {
+    WD_RETURN_IF_ERROR(HashFile(bundle.path(), h));
+    return h.HexDigest();
+  }
+  namespace fs = std::filesystem;
+  std::vector<std::string> files;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(bundle.path(), ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (IsIgnoredName(name)) {
+      if (it->is_directory(ec)) it.disable_recursion_pending();
+      continue;
+    }
+    if (it->is_regular_file(ec) && !it->is_symlink(ec)) {
+      files.push_back(fs::relative(it->path(), bundle.path(), ec).generic_string());
+    }
+  }
+  if (ec) return ErrnoStatus("cannot list " + bundle.path(), ec.value());
+  std::sort(files.begin(), files.end());
+  for (const auto& rel : files) {
+    const std::string full = bundle.path() + "/" + rel;
+    const uint64_t size = fs::file_size(full, ec);
+    uint8_t le[8];
+    for (int i = 0; i < 8; ++i) le[i] = static_cast<uint8_t>(size >> (8 * i));
+    h.Update(rel.data(), rel.size() + 1);  // includes the terminating NUL
+    h.Update(le, sizeof le);
+    WD_RETURN_IF_ERROR(HashFile(full, h));
+  }
+  return h.HexDigest();
+}
+
+std::string DefaultModelName(const std::string& bundle_path) {
+  std::filesystem::path p(bundle_path);
+  while (!p.empty() && p.filename().empty()) p = p.parent_path();  // trailing '/'
+  std::string name = p.filename().string();
+  for (const char* ext : {".npz", ".npy"}) {
+    if (name.size() > 4 && name.ends_with(ext)) name.resize(name.size() - 4);
+  }
+  return name;
+}
+
+Result<BundlePublish> PublishBundle(const std::string& path, const PublishSettings& settings,
+                                    FileSystem& fs, const ProgressFn& progress) {
+  WD_RETURN_IF_ERROR(ValidateModelName(settings.model));
+  WD_ASSIGN_OR_RETURN(auto bundle, Bundle::Open(path));
+  WD_ASSIGN_OR_RETURN(Plan plan, MakePlan(*bundle, settings.options));
+  WD_ASSIGN_OR_RETURN(auto model_json, ReadModelJson(*bundle));
+  WD_ASSIGN_OR_RETURN(std::string digest, BundleDigest(*bundle));
+  PublishRequest req{.serve_root = settings.serve_root,
+                     .model = settings.model,
+                     .keep_versions = settings.keep_versions,
+                     .source_path = std::filesystem::absolute(path).lexically_normal().string(),
+                     .source_sha256 = digest,
+                     .config_digest = Sha256Hex(CanonicalOptions(settings.options)),
+                     .settings = OptionsToJson(settings.options),
+                     .skip_if_unchanged = settings.skip_if_unchanged};
+  Publisher publisher(fs);
+  WD_RETURN_IF_ERROR(publisher.RemoveLeftoverStaging(settings.serve_root));
+  WD_ASSIGN_OR_RETURN(
+      PublishResult r, publisher.Publish(req, [&](const std::string& dir) -> Result<StagedContent> {
+        WD_ASSIGN_OR_RETURN(StagedContent staged, WriteShards(*bundle, plan, fs, dir, progress));
+        staged.model_json = model_json;
+        return staged;
+      }));
+  return BundlePublish{.result = std::move(r), .plan = std::move(plan)};
+}
+
+}  // namespace wd

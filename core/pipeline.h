@@ -1,0 +1,57 @@
+// Pipeline: the one path from a bundle on disk to a published version —
+// open, plan, encode into shards in a staging folder, hand to the Publisher.
+// The CLI's publish and (later) the daemon's workers both call PublishBundle.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "core/bundle.h"
+#include "core/file_system.h"
+#include "core/pipeline_options.h"
+#include "core/plan.h"
+#include "core/publisher.h"
+#include "core/status.h"
+
+namespace wd {
+
+struct Progress {
+  uint64_t bytes_done = 0;
+  uint64_t bytes_total = 0;
+  size_t weights_done = 0;
+  size_t weights_total = 0;
+};
+using ProgressFn = std::function<void(const Progress&)>;
+
+// Encodes every group of `plan` into shard files in `dir` and returns the
+// staged content (manifest with plain shard names, shard digests).
+Result<StagedContent> WriteShards(const Bundle& bundle, const Plan& plan, FileSystem& fs,
+                                  const std::string& dir, const ProgressFn& progress);
+
+// sha256 of the bundle: of the file itself, or for a folder of each file
+// (sorted by relative path) as "<path>\0<size as 8 bytes LE><bytes>".
+Result<std::string> BundleDigest(const Bundle& bundle);
+
+struct PublishSettings {
+  std::string serve_root;
+  std::string model;
+  int keep_versions = 3;
+  bool skip_if_unchanged = true;
+  PipelineOptions options;
+};
+
+struct BundlePublish {
+  PublishResult result;
+  Plan plan;
+};
+
+// The whole publish of the bundle at `path`.
+Result<BundlePublish> PublishBundle(const std::string& path, const PublishSettings& settings,
+                                    FileSystem& fs, const ProgressFn& progress);
+
+// The model name a bundle publishes as by default: its file name without
+// .npz/.npy (a folder: its name).
+std::string DefaultModelName(const std::string& bundle_path);
+
+}  // namespace wd

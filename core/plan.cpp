@@ -1,0 +1,195 @@
+#include "core/plan.h"
+
+#include <fnmatch.h>
+
+#include <algorithm>
+#include <map>
+
+namespace wd {
+namespace {
+
+constexpr size_t kSizingChunk = 1 << 20;
+
+// The dtype the quantize map assigns to `name`, before the float32 filter.
+Result<QuantDtype> QuantFor(const QuantizeMap& map, const std::string& name) {
+  QuantDtype found = QuantDtype::kNone;
+  std::string found_pattern;
+  for (const auto& [dtype, patterns] : map.patterns) {
+    for (const auto& p : patterns) {
+      if (!MatchesPattern(p, name)) continue;
+      if (found != QuantDtype::kNone && found != dtype) {
+        return Status::Config("weight '" + name + "' is matched by quantize." +
+                              QuantDtypeName(found) + " pattern '" + found_pattern +
+                              "' and by quantize." + QuantDtypeName(dtype) + " pattern '" + p +
+                              "'; a weight takes one quantization");
+      }
+      found = dtype;
+      found_pattern = p;
+    }
+  }
+  return found == QuantDtype::kNone ? map.fallthrough : found;
+}
+
+// First-N-path-component prefix of a weight name ("a/b/c", 2 -> "a/b").
+std::string PrefixOf(const std::string& name, int n) {
+  size_t pos = 0;
+  for (int i = 0; i < n; ++i) {
+    pos = name.find('/', pos);
+    if (pos == std::string::npos) return name;
+    if (i + 1 < n) ++pos;
+  }
+  return name.substr(0, pos);
+}
+
+// Assigns every weight to a group key (ordered), per the grouping settings.
+Result<std::vector<PlannedGroup>> AssignGroups(const Bundle& bundle, const Grouping& g) {
+  std::vector<PlannedGroup> groups;
+  const auto& ws = bundle.weights();
+  if (g.kind == Grouping::Kind::kSingle) {
+    groups.resize(1);
+    for (size_t i = 0; i < ws.size(); ++i) groups[0].weights.push_back({.entry = i});
+  } else if (g.kind == Grouping::Kind::kByPrefix) {
+    std::map<std::string, size_t> index;
+    for (size_t i = 0; i < ws.size(); ++i) {
+      std::string key = PrefixOf(ws[i].name, g.prefix_components);
+      auto [it, inserted] = index.try_emplace(key, groups.size());
+      if (inserted)
+        groups.push_back(PlannedGroup{.label = key, .weights = {}, .total_bytes = 0, .shards = {}});
+      groups[it->second].weights.push_back({.entry = i});
+    }
+  } else {
+    groups.resize(g.rules.size() + 1);
+    for (size_t r = 0; r < g.rules.size(); ++r) groups[r].label = g.rules[r].name;
+    groups.back().label = "unmatched";
+    for (size_t i = 0; i < ws.size(); ++i) {
+      size_t r = 0;
+      for (; r < g.rules.size(); ++r) {
+        const auto& m = g.rules[r].match;
+        if (std::any_of(m.begin(), m.end(),
+                        [&](const std::string& p) { return MatchesPattern(p, ws[i].name); }))
+          break;
+      }
+      if (r == g.rules.size() && g.unmatched_error) {
+        return Status::Config("weight '" + ws[i].name + "' (" + ws[i].where +
+                              ") matches no group and `unmatched: error` is set");
+      }
+      groups[r].weights.push_back({.entry = i});
+    }
+  }
+  std::erase_if(groups, [](const PlannedGroup& pg) { return pg.weights.empty(); });
+  for (size_t i = 0; i < groups.size(); ++i) {
+    if (groups[i].label.empty()) groups[i].label = "group" + std::to_string(i + 1);
+  }
+  return groups;
+}
+
+Result<uint64_t> StringWeightBytes(const Bundle& bundle, const WeightEntry& w) {
+  WD_ASSIGN_OR_RETURN(auto src, bundle.OpenData(w));
+  const NpyDtype& dt = w.header.dtype;
+  const size_t per_chunk = std::max<size_t>(1, kSizingChunk / dt.item_size);
+  std::vector<uint8_t> buf(per_chunk * dt.item_size);
+  uint64_t total = 0;
+  for (uint64_t done = 0; done < w.header.element_count;) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(per_chunk, w.header.element_count - done));
+    WD_RETURN_IF_ERROR(ReadExact(*src, buf.data(), n * dt.item_size, w.where,
+                                 w.header.header_size + done * dt.item_size));
+    WD_ASSIGN_OR_RETURN(uint64_t bytes, EncodedStringsSize(dt, buf.data(), n, w.name, done));
+    total += bytes;
+    done += n;
+  }
+  return total;
+}
+
+Result<uint64_t> EncodedBytes(const Bundle& bundle, const WeightEntry& w, OutDtype out,
+                              QuantDtype quant) {
+  const uint64_t n = w.header.element_count;
+  switch (quant) {
+    case QuantDtype::kUint8:
+      return n;
+    case QuantDtype::kUint16:
+    case QuantDtype::kFloat16:
+      return n * 2;
+    case QuantDtype::kNone:
+      break;
+  }
+  if (out == OutDtype::kString) return StringWeightBytes(bundle, w);
+  const uint64_t size = OutElementSize(out);
+  if (n > UINT64_MAX / size)
+    return Status::Bundle(w.where + ": weight '" + w.name + "' is too large");
+  return n * size;
+}
+
+}  // namespace
+
+bool MatchesPattern(const std::string& pattern, const std::string& name) {
+  return fnmatch(pattern.c_str(), name.c_str(), 0) == 0;
+}
+
+std::vector<PlannedShard> CutShards(uint64_t total, uint64_t shard_size, int g) {
+  std::vector<PlannedShard> shards;
+  const uint64_t n = total == 0 ? 0 : (total + shard_size - 1) / shard_size;
+  for (uint64_t i = 0; i < n; ++i) {
+    const uint64_t off = i * shard_size;
+    shards.push_back({.name = "group" + std::to_string(g) + "-shard" + std::to_string(i + 1) +
+                              "of" + std::to_string(n) + ".bin",
+                      .offset = off,
+                      .bytes = std::min(shard_size, total - off)});
+  }
+  return shards;
+}
+
+bool IsTfjsUniformShardHazard(const std::vector<uint64_t>& sizes) {
+  if (sizes.size() < 2) return false;
+  for (size_t i = 0; i + 1 < sizes.size(); ++i) {
+    if (sizes[i] != sizes[0]) return false;
+  }
+  return sizes.back() > sizes[0];
+}
+
+bool MitigateTfjsUniformShardHazard(std::vector<PlannedGroup>& groups) {
+  std::vector<uint64_t> sizes;
+  PlannedGroup* last = nullptr;
+  for (auto& g : groups) {
+    for (const auto& s : g.shards) sizes.push_back(s.bytes);
+    if (!g.shards.empty()) last = &g;
+  }
+  if (!IsTfjsUniformShardHazard(sizes)) return false;
+  // Cut the final shard into (L-1, 1): the new last shard can never be larger
+  // than the first, so either lookup tfjs picks is then correct.
+  PlannedShard tail = last->shards.back();
+  last->shards.back().bytes = tail.bytes - 1;
+  last->shards.push_back({.name = "", .offset = tail.offset + tail.bytes - 1, .bytes = 1});
+  const std::string prefix =
+      last->shards.front().name.substr(0, last->shards.front().name.find('-'));
+  const size_t n = last->shards.size();
+  for (size_t i = 0; i < n; ++i) {
+    last->shards[i].name =
+        prefix + "-shard" + std::to_string(i + 1) + "of" + std::to_string(n) + ".bin";
+  }
+  return true;
+}
+
+Result<Plan> MakePlan(const Bundle& bundle, const PipelineOptions& options) {
+  if (bundle.weights().empty()) {
+    return Status::Bundle(bundle.path() + ": holds no weights (no .npy files or .npz members)");
+  }
+  WD_ASSIGN_OR_RETURN(auto groups, AssignGroups(bundle, options.grouping));
+  for (size_t gi = 0; gi < groups.size(); ++gi) {
+    PlannedGroup& g = groups[gi];
+    for (PlannedWeight& pw : g.weights) {
+      const WeightEntry& w = bundle.weights()[pw.entry];
+      pw.out = MapDtype(w.header.dtype);
+      WD_ASSIGN_OR_RETURN(QuantDtype q, QuantFor(options.quantize, w.name));
+      pw.quant = pw.out == OutDtype::kFloat32 ? q : QuantDtype::kNone;
+      WD_ASSIGN_OR_RETURN(pw.encoded_bytes, EncodedBytes(bundle, w, pw.out, pw.quant));
+      pw.offset = g.total_bytes;
+      g.total_bytes += pw.encoded_bytes;
+    }
+    g.shards = CutShards(g.total_bytes, options.shard_size, static_cast<int>(gi + 1));
+  }
+  Plan plan{.groups = std::move(groups)};
+  plan.hazard_split = MitigateTfjsUniformShardHazard(plan.groups);
+  return plan;
+}
+
+}  // namespace wd

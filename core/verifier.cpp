@@ -1,0 +1,245 @@
+#include "core/verifier.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "core/bundle.h"
+#include "core/file_system.h"
+#include "core/manifest.h"
+#include "core/options_json.h"
+#include "core/pipeline.h"
+#include "core/plan.h"
+#include "core/sha256.h"
+
+namespace wd {
+namespace {
+
+struct Recorded {
+  uint64_t bytes = 0;
+  std::string sha256;
+};
+
+struct Target {
+  std::string model_dir;
+  std::string version_dir;
+  std::string version;  // last path component
+};
+
+std::string StripSlashes(std::string p) {
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  return p;
+}
+
+Result<Target> Resolve(const std::string& raw, FileSystem& fs) {
+  const std::string target = StripSlashes(raw);
+  if (fs.Exists(target + "/current")) {
+    WD_ASSIGN_OR_RETURN(std::string v, fs.ReadLink(target + "/current"));
+    return Target{target, target + "/" + v, v};
+  }
+  if (fs.Exists(target + "/weights_manifest.json")) {
+    const size_t slash = target.rfind('/');
+    const std::string parent = slash == std::string::npos ? "." : target.substr(0, slash);
+    return Target{parent, target, target.substr(slash == std::string::npos ? 0 : slash + 1)};
+  }
+  return Status::Usage(target + ": neither a model folder (no 'current') nor a version folder " +
+                       "(no weights_manifest.json)");
+}
+
+// sha256 and size of a regular file that is not a symlink.
+Result<Recorded> HashShard(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(path, errno);
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    return Status::Bundle(path + ": not a regular file");
+  }
+  Sha256 h;
+  std::vector<uint8_t> buf(1 << 20);
+  uint64_t total = 0;
+  for (;;) {
+    const ssize_t n = read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    h.Update(buf.data(), static_cast<size_t>(n));
+    total += static_cast<uint64_t>(n);
+  }
+  close(fd);
+  return Recorded{total, h.HexDigest()};
+}
+
+// Bytes a manifest weight encodes to, or -1 when it depends on the data.
+int64_t ExpectedBytes(const ManifestWeight& w) {
+  if (w.dtype == "string") return -1;
+  uint64_t n = 1;
+  for (uint64_t d : w.shape) n *= d;
+  if (w.quantization)
+    return static_cast<int64_t>(n * (w.quantization->dtype == QuantDtype::kUint8 ? 1 : 2));
+  const uint64_t size = w.dtype == "bool" ? 1 : w.dtype == "complex64" ? 8 : 4;
+  return static_cast<int64_t>(n * size);
+}
+
+// Shards on disk against the manifest and publish.json's records.
+void CheckShards(const Target& t, const Manifest& m, const std::map<std::string, Recorded>& rec,
+                 VerifyReport& report, std::map<std::string, Recorded>& actual) {
+  std::vector<uint64_t> sizes;
+  for (size_t g = 0; g < m.size(); ++g) {
+    uint64_t group_bytes = 0;
+    for (const auto& p : m[g].paths) {
+      if (p.empty() || p.find('/') != std::string::npos || p == "..") {
+        report.problems.push_back(t.version_dir + "/weights_manifest.json: shard path '" + p +
+                                  "' is not a plain file name in the version folder");
+        continue;
+      }
+      auto h = HashShard(t.version_dir + "/" + p);
+      if (!h.ok()) {
+        report.problems.push_back(h.status().message());
+        continue;
+      }
+      ++report.shards_checked;
+      actual[p] = *h;
+      sizes.push_back(h->bytes);
+      group_bytes += h->bytes;
+      auto it = rec.find(p);
+      if (it != rec.end() && (it->second.bytes != h->bytes || it->second.sha256 != h->sha256)) {
+        report.problems.push_back(t.version_dir + "/" + p + ": " + std::to_string(h->bytes) +
+                                  " bytes, sha256 " + h->sha256 + ", but publish.json records " +
+                                  std::to_string(it->second.bytes) + " bytes, sha256 " +
+                                  it->second.sha256);
+      }
+    }
+    int64_t expected = 0;
+    for (const auto& w : m[g].weights) {
+      const int64_t b = ExpectedBytes(w);
+      if (b < 0) expected = -1;
+      if (expected >= 0) expected += b;
+    }
+    if (expected >= 0 && static_cast<uint64_t>(expected) != group_bytes) {
+      report.problems.push_back("group " + std::to_string(g + 1) + ": its weights encode to " +
+                                std::to_string(expected) + " bytes but its shards hold " +
+                                std::to_string(group_bytes));
+    }
+  }
+  if (IsTfjsUniformShardHazard(sizes)) {
+    report.warnings.push_back(
+        t.version_dir +
+        ": shard layout trips tfjs-core's uniform-shard lookup (every shard but "
+        "the last is " +
+        std::to_string(sizes[0]) + " bytes and the last is larger, " +
+        std::to_string(sizes.back()) +
+        "): tf.loadGraphModel / tf.io.http decode its weights "
+        "wrongly. Republish with weightdrop, which cuts such layouts safely.");
+  }
+}
+
+void CheckPointers(const Target& t, const Manifest& m, FileSystem& fs, VerifyReport& report) {
+  auto cur = fs.ReadLink(t.model_dir + "/current");
+  if (!cur.ok() || *cur != t.version) return;  // only the current version has pointers
+  auto text = fs.ReadFile(t.model_dir + "/weights_manifest.json", 64u << 20);
+  if (!text.ok()) {
+    report.problems.push_back(text.status().message());
+    return;
+  }
+  auto pointer = ParseManifest(*text, t.model_dir + "/weights_manifest.json");
+  if (!pointer.ok()) {
+    report.problems.push_back(pointer.status().message());
+  } else if (ManifestToJson(*pointer) != ManifestToJson(WithPathPrefix(m, t.version + "/"))) {
+    report.problems.push_back(t.model_dir + "/weights_manifest.json does not match version " +
+                              t.version + "'s manifest");
+  }
+}
+
+// A FileSystem whose files discard their bytes: re-encoding for comparison.
+class DiscardingFileSystem : public FileSystem {
+  class Null : public WritableFile {
+   public:
+    Status Append(const void*, size_t) override { return Status::Ok(); }
+    Status WriteAt(uint64_t, const void*, size_t) override { return Status::Ok(); }
+    Status Sync() override { return Status::Ok(); }
+    Status Close() override { return Status::Ok(); }
+  };
+
+ public:
+  Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string&) override {
+    return std::unique_ptr<WritableFile>(new Null);
+  }
+  Status MakeDir(const std::string&) override { return Status::Ok(); }
+  Status SyncDir(const std::string&) override { return Status::Ok(); }
+  Status Rename(const std::string&, const std::string&) override { return Status::Ok(); }
+  Status Symlink(const std::string&, const std::string&) override { return Status::Ok(); }
+  Status Remove(const std::string&) override { return Status::Ok(); }
+  Status RemoveTree(const std::string&) override { return Status::Ok(); }
+  Result<std::string> ReadFile(const std::string& p, uint64_t) override { return Status::Usage(p); }
+  Result<std::string> ReadLink(const std::string& p) override { return Status::Usage(p); }
+  Result<std::vector<std::string>> ListDir(const std::string&) override {
+    return std::vector<std::string>();
+  }
+  bool Exists(const std::string&) override { return false; }
+  bool IsDirectory(const std::string&) override { return false; }
+};
+
+void CheckAgainst(const std::string& bundle_path, const nlohmann::json& record, const Manifest& m,
+                  const std::map<std::string, Recorded>& actual, VerifyReport& report) {
+  PipelineOptions options;
+  if (record.contains("settings")) {
+    auto o = OptionsFromJson(record["settings"]);
+    if (!o.ok()) return report.problems.push_back(o.status().message());
+    options = *o;
+  }
+  auto bundle = Bundle::Open(bundle_path);
+  if (!bundle.ok()) return report.problems.push_back(bundle.status().message());
+  auto plan = MakePlan(**bundle, options);
+  if (!plan.ok()) return report.problems.push_back(plan.status().message());
+  DiscardingFileSystem discard;
+  auto staged = WriteShards(**bundle, *plan, discard, "", nullptr);
+  if (!staged.ok()) return report.problems.push_back(staged.status().message());
+  if (ManifestToJson(staged->manifest) != ManifestToJson(m)) {
+    report.problems.push_back(bundle_path + " encodes to a different manifest than " +
+                              report.version_dir + "'s");
+  }
+  for (const auto& s : staged->shards) {
+    auto it = actual.find(s.name);
+    if (it == actual.end() || it->second.sha256 != s.sha256) {
+      report.problems.push_back(bundle_path + " encodes " + s.name + " differently than " +
+                                report.version_dir + " holds");
+    }
+  }
+}
+
+}  // namespace
+
+Result<VerifyReport> Verify(const std::string& target, const std::string& against) {
+  FileSystem& fs = DefaultFileSystem();
+  WD_ASSIGN_OR_RETURN(Target t, Resolve(target, fs));
+  VerifyReport report;
+  report.version_dir = t.version_dir;
+  const std::string mpath = t.version_dir + "/weights_manifest.json";
+  WD_ASSIGN_OR_RETURN(std::string text, fs.ReadFile(mpath, 64u << 20));
+  WD_ASSIGN_OR_RETURN(Manifest m, ParseManifest(text, mpath));
+  nlohmann::json record;
+  std::map<std::string, Recorded> rec;
+  if (auto pj = fs.ReadFile(t.version_dir + "/publish.json", 64u << 20); pj.ok()) {
+    record = nlohmann::json::parse(*pj, nullptr, false);
+    if (record.is_discarded() || !record.is_object() || !record.contains("shards")) {
+      report.problems.push_back(t.version_dir +
+                                "/publish.json: not a weightdrop provenance record");
+    } else {
+      for (const auto& s : record["shards"]) {
+        if (s.is_object() && s.value("name", "") != "") {
+          rec[s.value("name", "")] = {s.value("bytes", uint64_t{0}), s.value("sha256", "")};
+        }
+      }
+    }
+  }
+  std::map<std::string, Recorded> actual;
+  CheckShards(t, m, rec, report, actual);
+  CheckPointers(t, m, fs, report);
+  if (!against.empty()) CheckAgainst(against, record, m, actual, report);
+  return report;
+}
+
+}  // namespace wd

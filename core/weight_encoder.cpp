@@ -1,0 +1,207 @@
+#include "core/weight_encoder.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "core/quantizer.h"
+
+namespace wd {
+namespace {
+
+// Elements per chunk: 256 Ki elements keeps every buffer at or below 4 MiB
+// (strings aside) while amortizing per-call costs.
+constexpr size_t kChunkElements = 256 * 1024;
+
+std::string Describe(const WeightEntry& w) { return w.where + ": weight '" + w.name + "'"; }
+
+// Reorders a Fortran-order array (bytes of `item` each) into C order.
+std::vector<uint8_t> FortranToC(const std::vector<uint8_t>& f, const std::vector<uint64_t>& shape,
+                                size_t item) {
+  std::vector<uint8_t> c(f.size());
+  const size_t nd = shape.size();
+  std::vector<uint64_t> fstride(nd, 1), idx(nd, 0);
+  for (size_t k = 1; k < nd; ++k) fstride[k] = fstride[k - 1] * shape[k - 1];
+  const uint64_t count = f.size() / item;
+  uint64_t src = 0;  // Fortran offset (in elements) of the current C index
+  for (uint64_t out = 0; out < count; ++out) {
+    std::memcpy(&c[out * item], &f[src * item], item);
+    for (size_t k = nd; k-- > 0;) {  // advance the C-order index, last axis fastest
+      if (++idx[k] < shape[k]) {
+        src += fstride[k];
+        break;
+      }
+      src -= fstride[k] * (shape[k] - 1);
+      idx[k] = 0;
+    }
+  }
+  return c;
+}
+
+// A stream over the weight's elements in C order.
+Result<std::unique_ptr<ByteSource>> OpenCOrder(const Bundle& bundle, const WeightEntry& w) {
+  WD_ASSIGN_OR_RETURN(auto src, bundle.OpenData(w));
+  if (!w.header.fortran_order || w.header.shape.size() < 2) return src;
+  // Transposing needs the whole array; Fortran-order inputs are the one case
+  // held in memory (documented in docs/formats.md).
+  std::vector<uint8_t> all(w.header.data_bytes);
+  WD_RETURN_IF_ERROR(ReadExact(*src, all.data(), all.size(), w.where, w.header.header_size));
+  return std::unique_ptr<ByteSource>(
+      new MemorySource(FortranToC(all, w.header.shape, w.header.dtype.item_size)));
+}
+
+// Calls fn(src_chunk, count, first_index) over the weight in C order.
+template <typename Fn>
+Status ForEachChunk(const Bundle& bundle, const WeightEntry& w, Fn&& fn) {
+  WD_ASSIGN_OR_RETURN(auto src, OpenCOrder(bundle, w));
+  const size_t item = w.header.dtype.item_size;
+  const size_t per = std::max<size_t>(1, std::min(kChunkElements, (16u << 20) / item));
+  std::vector<uint8_t> buf(static_cast<size_t>(std::min<uint64_t>(per, w.header.element_count)) *
+                           item);
+  for (uint64_t done = 0; done < w.header.element_count;) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(per, w.header.element_count - done));
+    WD_RETURN_IF_ERROR(
+        ReadExact(*src, buf.data(), n * item, w.where, w.header.header_size + done * item));
+    WD_RETURN_IF_ERROR(fn(buf.data(), n, done));
+    done += n;
+  }
+  return Status::Ok();
+}
+
+// Converts a chunk of source elements to float32 (the weight maps to float32).
+Status ToFloats(const WeightEntry& w, const uint8_t* src, size_t n, uint64_t first,
+                std::vector<float>& out) {
+  out.resize(n);
+  return ConvertElements(w.header.dtype, src, n, reinterpret_cast<uint8_t*>(out.data()), w.name,
+                         first);
+}
+
+Result<AffineParams> AffineFor(const Bundle& bundle, const WeightEntry& w, QuantDtype q) {
+  float mn = std::numeric_limits<float>::infinity(), mx = -mn;
+  std::vector<float> f;
+  WD_RETURN_IF_ERROR(ForEachChunk(bundle, w, [&](const uint8_t* s, size_t n, uint64_t first) {
+    WD_RETURN_IF_ERROR(ToFloats(w, s, n, first, f));
+    for (size_t i = 0; i < n; ++i) {
+      if (!std::isfinite(f[i])) {
+        return Status::Bundle(Describe(w) + ": element " + std::to_string(first + i) + " is " +
+                              (std::isnan(f[i]) ? "NaN" : "infinite") + "; " + QuantDtypeName(q) +
+                              " quantization needs finite values");
+      }
+      mn = std::min(mn, f[i]);
+      mx = std::max(mx, f[i]);
+    }
+    return Status::Ok();
+  }));
+  if (w.header.element_count == 0) mn = mx = 0;
+  if (std::isinf(mx - mn)) {
+    // The reference's float32 step overflows here and silently writes zeros.
+    return Status::Bundle(Describe(w) + ": values span [" + std::to_string(mn) + ", " +
+                          std::to_string(mx) + "], wider than float32 can subtract; " +
+                          QuantDtypeName(q) + " quantization would corrupt it");
+  }
+  return ComputeAffine(mn, mx, q);
+}
+
+void AddError(QuantErrorStats* stats, float original, float decoded) {
+  if (stats == nullptr) return;
+  const double e = std::fabs(static_cast<double>(decoded) - original);
+  stats->max_abs = std::max(stats->max_abs, e);
+  stats->sum_sq += e * e;
+  ++stats->count;
+}
+
+Result<std::optional<ManifestQuantization>> EncodeAffine(const Bundle& bundle, const WeightEntry& w,
+                                                         QuantDtype q, ByteSink& sink,
+                                                         QuantErrorStats* stats) {
+  WD_ASSIGN_OR_RETURN(AffineParams p, AffineFor(bundle, w, q));
+  const size_t width = q == QuantDtype::kUint8 ? 1 : 2;
+  std::vector<float> f;
+  std::vector<uint8_t> out;
+  WD_RETURN_IF_ERROR(ForEachChunk(bundle, w, [&](const uint8_t* s, size_t n, uint64_t first) {
+    WD_RETURN_IF_ERROR(ToFloats(w, s, n, first, f));
+    out.resize(n * width);
+    QuantizeAffine(f.data(), n, p, q, out.data());
+    if (stats != nullptr) {
+      for (size_t i = 0; i < n; ++i) {
+        const uint32_t v = width == 1 ? out[i] : out[2 * i] | (out[2 * i + 1] << 8);
+        AddError(stats, f[i], DequantizeAffine(v, p));
+      }
+    }
+    return sink.Append(out.data(), out.size());
+  }));
+  return std::optional(ManifestQuantization{.dtype = q, .min = p.min, .scale = p.scale});
+}
+
+Result<std::optional<ManifestQuantization>> EncodeHalf(const Bundle& bundle, const WeightEntry& w,
+                                                       ByteSink& sink, QuantErrorStats* stats) {
+  std::vector<float> f;
+  std::vector<uint8_t> out;
+  WD_RETURN_IF_ERROR(ForEachChunk(bundle, w, [&](const uint8_t* s, size_t n, uint64_t first) {
+    WD_RETURN_IF_ERROR(ToFloats(w, s, n, first, f));
+    for (size_t i = 0; i < n; ++i) {
+      if (HalfOverflows(f[i])) {
+        return Status::Bundle(Describe(w) + ": element " + std::to_string(first + i) + " is " +
+                              std::to_string(f[i]) +
+                              ", beyond float16's range (|x| >= 65520 rounds to infinity)");
+      }
+    }
+    out.resize(n * 2);
+    FloatsToHalves(f.data(), n, out.data());
+    if (stats != nullptr) {
+      for (size_t i = 0; i < n; ++i) {
+        AddError(stats, f[i],
+                 HalfToFloat(static_cast<uint16_t>(out[2 * i] | (out[2 * i + 1] << 8))));
+      }
+    }
+    return sink.Append(out.data(), out.size());
+  }));
+  return std::optional(ManifestQuantization{.dtype = QuantDtype::kFloat16, .min = 0, .scale = 1});
+}
+
+Status EncodePlain(const Bundle& bundle, const WeightEntry& w, OutDtype out, ByteSink& sink) {
+  std::vector<uint8_t> buf;
+  std::string strings;
+  return ForEachChunk(bundle, w, [&](const uint8_t* s, size_t n, uint64_t first) -> Status {
+    if (out == OutDtype::kString) {
+      strings.clear();
+      WD_RETURN_IF_ERROR(AppendEncodedStrings(w.header.dtype, s, n, strings, w.name, first));
+      return sink.Append(reinterpret_cast<const uint8_t*>(strings.data()), strings.size());
+    }
+    buf.resize(n * OutElementSize(out));
+    WD_RETURN_IF_ERROR(ConvertElements(w.header.dtype, s, n, buf.data(), w.name, first));
+    return sink.Append(buf.data(), buf.size());
+  });
+}
+
+}  // namespace
+
+double QuantErrorStats::rms() const { return count == 0 ? 0 : std::sqrt(sum_sq / count); }
+
+Result<std::optional<ManifestQuantization>> EncodeWeight(const Bundle& bundle,
+                                                         const PlannedWeight& pw, ByteSink& sink,
+                                                         QuantErrorStats* stats) {
+  const WeightEntry& w = bundle.weights()[pw.entry];
+  Result<std::optional<ManifestQuantization>> r = std::optional<ManifestQuantization>();
+  switch (pw.quant) {
+    case QuantDtype::kUint8:
+    case QuantDtype::kUint16:
+      r = EncodeAffine(bundle, w, pw.quant, sink, stats);
+      break;
+    case QuantDtype::kFloat16:
+      r = EncodeHalf(bundle, w, sink, stats);
+      break;
+    case QuantDtype::kNone: {
+      Status s = EncodePlain(bundle, w, pw.out, sink);
+      if (!s.ok()) r = s;
+      break;
+    }
+  }
+  if (!r.ok() && r.status().message().rfind(w.where, 0) != 0) {
+    return r.status().WithContext(w.where);
+  }
+  return r;
+}
+
+}  // namespace wd

@@ -1,0 +1,37 @@
+// WeightEncoder: streams one planned weight from its bundle source through
+// dtype conversion and quantization into a ByteSink, chunk by chunk, so no
+// weight is ever held whole (Fortran-order arrays excepted: see the .cpp).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+#include "core/bundle.h"
+#include "core/manifest.h"
+#include "core/plan.h"
+#include "core/status.h"
+
+namespace wd {
+
+class ByteSink {
+ public:
+  virtual ~ByteSink() = default;
+  virtual Status Append(const uint8_t* data, size_t n) = 0;
+};
+
+// Quantization error of one weight, as the client will see it.
+struct QuantErrorStats {
+  double max_abs = 0;
+  double sum_sq = 0;
+  uint64_t count = 0;
+  double rms() const;
+};
+
+// Encodes weight `pw` into `sink` (exactly pw.encoded_bytes bytes) and returns
+// its manifest quantization entry (nullopt when unquantized). `stats`, if not
+// null, receives the dequantization error of quantized weights.
+Result<std::optional<ManifestQuantization>> EncodeWeight(const Bundle& bundle,
+                                                         const PlannedWeight& pw, ByteSink& sink,
+                                                         QuantErrorStats* stats);
+
+}  // namespace wd

@@ -1,0 +1,237 @@
+#include "daemon/cli.h"
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <optional>
+#include <sstream>
+
+#include "config/pipeline_config.h"
+#include "core/file_system.h"
+#include "core/inspector.h"
+#include "core/pipeline.h"
+#include "core/publisher.h"
+#include "core/verifier.h"
+
+namespace wd {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+int Fail(const Status& s) {
+  std::cerr << "weightdrop: error: " << s.message() << "\n";
+  return s.kind() == ErrorKind::kUsage ? kExitUsage : kExitFailure;
+}
+
+std::vector<std::string> SplitCommas(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, ',');) {
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+// Pipeline flags shared by publish and inspect; they override --config.
+struct PipelineFlags {
+  std::string config;
+  std::string shard_size;
+  std::vector<std::string> quantize;  // DTYPE=PATTERN[,PATTERN]
+  std::vector<std::string> groups;    // PATTERN[,PATTERN]
+
+  void Add(CLI::App* cmd, bool with_overrides) {
+    cmd->add_option("--config", config, "pipeline settings (YAML, SPEC §3)");
+    if (!with_overrides) return;
+    cmd->add_option("--shard-size", shard_size, "bytes per shard file, e.g. 4MiB");
+    cmd->add_option("--quantize", quantize, "DTYPE=PATTERN[,PATTERN] (uint8|uint16|float16)");
+    cmd->add_option("--group", groups, "PATTERN[,PATTERN]: one group per flag, in order");
+  }
+
+  Result<PipelineOptions> Resolve() const {
+    PipelineOptions o;
+    if (!config.empty()) {
+      WD_ASSIGN_OR_RETURN(o, LoadPipelineConfig(config));
+    }
+    if (!shard_size.empty()) {
+      auto size = ParseByteSize(shard_size);
+      if (!size.ok())
+        return Status::Usage("--shard-size " + shard_size + ": " + size.status().message());
+      o.shard_size = *size;
+    }
+    for (const auto& q : quantize) {
+      const size_t eq = q.find('=');
+      auto dtype = QuantDtypeFromName(q.substr(0, eq == std::string::npos ? q.size() : eq));
+      if (eq == std::string::npos || !dtype.ok() || SplitCommas(q.substr(eq + 1)).empty()) {
+        return Status::Usage(
+            "--quantize " + q +
+            ": expected DTYPE=PATTERN[,PATTERN] with DTYPE uint8, uint16 or float16");
+      }
+      o.quantize.patterns.emplace_back(*dtype, SplitCommas(q.substr(eq + 1)));
+    }
+    if (!groups.empty()) {
+      o.grouping = Grouping();
+      o.grouping.kind = Grouping::Kind::kPatterns;
+      for (const auto& g : groups)
+        o.grouping.rules.push_back({.name = "", .match = SplitCommas(g)});
+    }
+    WD_RETURN_IF_ERROR(ValidatePipelineOptions(o));
+    return o;
+  }
+};
+
+// Shows progress on stderr when it is a terminal, at most ~10 times a second.
+ProgressFn TerminalProgress() {
+  if (!isatty(STDERR_FILENO)) return nullptr;
+  auto last = std::make_shared<std::chrono::steady_clock::time_point>();
+  return [last](const Progress& p) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - *last < std::chrono::milliseconds(100) && p.bytes_done != p.bytes_total) return;
+    *last = now;
+    std::fprintf(stderr, "\r  %zu/%zu weights, %.1f/%.1f MiB", p.weights_done, p.weights_total,
+                 p.bytes_done / 1048576.0, p.bytes_total / 1048576.0);
+    if (p.bytes_done == p.bytes_total) std::fprintf(stderr, "\n");
+  };
+}
+
+int RunPublish(const std::string& bundle, const std::string& to, std::string model,
+               int keep_versions, const PipelineFlags& flags) {
+  auto options = flags.Resolve();
+  if (!options.ok()) return Fail(options.status());
+  if (model.empty()) model = DefaultModelName(bundle);
+  PublishSettings settings{
+      .serve_root = to, .model = model, .keep_versions = keep_versions, .options = *options};
+  auto r = PublishBundle(bundle, settings, DefaultFileSystem(), TerminalProgress());
+  if (!r.ok()) return Fail(r.status());
+  const PublishResult& pr = r->result;
+  if (pr.unchanged) {
+    std::cerr << "weightdrop: " << bundle << " is unchanged since version " << pr.version
+              << " (same bundle sha256 and settings): nothing published\n";
+  }
+  if (r->plan.hazard_split) {
+    std::cerr << "weightdrop: note: the last shard was split in two so that tfjs-core's "
+                 "uniform-shard lookup reads it correctly (docs/formats.md)\n";
+  }
+  for (const auto& w : pr.warnings) std::cerr << "weightdrop: warning: " << w << "\n";
+  std::cout << pr.version_dir << "\n";
+  return kExitOk;
+}
+
+std::string ShapeText(const std::vector<uint64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+int RunInspect(const std::string& bundle, const PipelineFlags& flags) {
+  auto options = flags.Resolve();
+  if (!options.ok()) return Fail(options.status());
+  auto r = Inspect(bundle, *options);
+  if (!r.ok()) return Fail(r.status());
+  std::printf("%-32s %-8s %-14s %-10s %12s %-10s %-8s %12s %12s\n", "name", "source", "shape",
+              "dtype", "bytes", "group", "quant", "max_abs_err", "rms_err");
+  for (const auto& row : r->rows) {
+    std::string group = std::to_string(row.group) + ":" + row.group_label;
+    if (row.quantization.empty()) {
+      std::printf("%-32s %-8s %-14s %-10s %12llu %-10s %-8s %12s %12s\n", row.name.c_str(),
+                  row.source_dtype.c_str(), ShapeText(row.shape).c_str(), row.dtype.c_str(),
+                  static_cast<unsigned long long>(row.bytes), group.c_str(), "-", "-", "-");
+    } else {
+      std::printf("%-32s %-8s %-14s %-10s %12llu %-10s %-8s %12.6g %12.6g\n", row.name.c_str(),
+                  row.source_dtype.c_str(), ShapeText(row.shape).c_str(), row.dtype.c_str(),
+                  static_cast<unsigned long long>(row.bytes), group.c_str(),
+                  row.quantization.c_str(), row.max_abs_error, row.rms_error);
+    }
+  }
+  std::printf("shards: %zu\n", r->shards.size());
+  for (const auto& s : r->shards) std::printf("  %s\n", s.c_str());
+  return kExitOk;
+}
+
+int RunVerify(const std::string& target, const std::string& against) {
+  auto r = Verify(target, against);
+  if (!r.ok()) return Fail(r.status());
+  for (const auto& w : r->warnings) std::cerr << "weightdrop: warning: " << w << "\n";
+  for (const auto& p : r->problems) std::cerr << "weightdrop: problem: " << p << "\n";
+  if (!r->problems.empty()) {
+    std::cerr << "weightdrop: " << r->version_dir << ": " << r->problems.size() << " problem(s)\n";
+    return kExitFailure;
+  }
+  std::cout << r->version_dir << ": ok (" << r->shards_checked << " shards verified)\n";
+  return kExitOk;
+}
+
+int RunRollback(const std::string& model_dir, std::optional<int> to) {
+  std::string dir = model_dir;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  const size_t slash = dir.rfind('/');
+  const std::string serve = slash == std::string::npos ? "." : dir.substr(0, slash);
+  const std::string model = slash == std::string::npos ? dir : dir.substr(slash + 1);
+  Publisher publisher(DefaultFileSystem());
+  auto r = publisher.Rollback(serve.empty() ? "/" : serve, model, to);
+  if (!r.ok()) return Fail(r.status());
+  std::cout << dir << "/" << *r << "\n";
+  return kExitOk;
+}
+
+int RunCheckConfig(const std::string& file) {
+  auto r = LoadPipelineConfig(file);
+  if (!r.ok()) return Fail(r.status());
+  std::cout << file << ": ok\n";
+  return kExitOk;
+}
+
+}  // namespace
+
+int RunCli(int argc, char** argv) {
+  CLI::App app{"weightdrop: publish NumPy weight bundles as TensorFlow.js weight shards"};
+  app.set_version_flag("--version", std::string("weightdrop ") + WD_VERSION);
+  app.require_subcommand(1);
+
+  PipelineFlags publish_flags, inspect_flags;
+  std::string bundle, to, model, target, against, config_file;
+  int keep_versions = 3;
+  std::optional<int> rollback_to;
+
+  auto* publish = app.add_subcommand("publish", "convert a bundle and publish it as a new version");
+  publish->add_option("BUNDLE", bundle, ".npz, .npy or folder of them")->required();
+  publish->add_option("--to", to, "serve root S (the version goes to S/M/<v>)")->required();
+  publish->add_option("--model", model, "model name M (default: bundle name without extension)");
+  publish->add_option("--keep-versions", keep_versions, "versions to keep (default 3)")
+      ->check(CLI::PositiveNumber);
+  publish_flags.Add(publish, true);
+
+  auto* check = app.add_subcommand("check-config", "validate a pipeline settings file");
+  check->add_option("FILE", config_file, "YAML file")->required();
+
+  auto* inspect = app.add_subcommand("inspect", "show how a bundle would be published");
+  inspect->add_option("BUNDLE", bundle, ".npz, .npy or folder of them")->required();
+  inspect_flags.Add(inspect, true);
+
+  auto* verify = app.add_subcommand("verify", "check a published model or version");
+  verify->add_option("TARGET", target, "S/M (current version) or S/M/V")->required();
+  verify->add_option("--against", against, "also check the shards are what BUNDLE encodes to");
+
+  auto* rollback = app.add_subcommand("rollback", "point a model back at an older kept version");
+  rollback->add_option("MODEL_DIR", target, "S/M")->required();
+  rollback->add_option("--to", rollback_to, "version (default: the one before current)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? kExitOk : kExitUsage;
+  }
+  if (publish->parsed()) return RunPublish(bundle, to, model, keep_versions, publish_flags);
+  if (check->parsed()) return RunCheckConfig(config_file);
+  if (inspect->parsed()) return RunInspect(bundle, inspect_flags);
+  if (verify->parsed()) return RunVerify(target, against);
+  if (rollback->parsed()) return RunRollback(target, rollback_to);
+  return kExitUsage;
+}
+
+}  // namespace wd

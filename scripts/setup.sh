@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs everything weightdrop needs to build and test on Debian 12, from
+# Debian's packages and (for the tfjs loader test) the npm registry.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+pkgs=(build-essential cmake pkg-config clang-format
+      libuv1-dev libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev doctest-dev
+      libzip-dev zlib1g-dev libssl-dev libcli11-dev
+      python3 python3-numpy nodejs npm)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# node/npm may come from outside Debian's packages (a preinstalled Node.js):
+# accept a working node + npm on PATH instead.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  missing=("${missing[@]/nodejs}"); missing=("${missing[@]/npm}")
+fi
+read -r -a missing <<< "${missing[*]}"
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "== installing: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if [ ! -d tests/tfjs/node_modules/@tensorflow/tfjs-core ]; then
+  echo "== npm ci (tests/tfjs: pinned @tensorflow/tfjs-core and tfjs-backend-cpu)"
+  (cd tests/tfjs && npm ci --no-audit --no-fund --loglevel=error)
+fi
