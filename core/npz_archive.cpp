@@ -45,6 +45,12 @@ class MemberSource : public ByteSource {
                             " bytes but declares " + std::to_string(size_));
     }
     pos_ += static_cast<uint64_t>(r);
+    // Check the end (and so the CRC) with the last bytes, not on a later
+    // call: consumers read exactly the declared size and stop.
+    if (pos_ == size_) {
+      Result<size_t> end = ReadEnd();
+      if (!end.ok()) return end.status();
+    }
     return static_cast<size_t>(r);
   }
 
@@ -126,6 +132,12 @@ Status OpenError(int fd, int code, const std::string& where) {
                           "point at a valid central directory");
   }
   if (code == ZIP_ER_EXISTS) return Status::Bundle(where + ": two members have the same name");
+  if (code == ZIP_ER_INCONS) {
+    // libzip gives one code for both causes and no detail.
+    return Status::Bundle(where +
+                          ": zip archive is inconsistent: its local and central headers "
+                          "disagree, or a member name flagged as UTF-8 is not valid UTF-8");
+  }
   std::string msg = where + ": cannot open as zip: " + ZipErrorString(code);
   return IsSystemError(code) ? Status::Environment(msg) : Status::Bundle(msg);
 }

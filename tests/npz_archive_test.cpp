@@ -168,13 +168,11 @@ TEST_CASE("a deflate bomb is never inflated past its declared size plus one byte
   REQUIRE(a.ok());
   auto src = (*a)->OpenMember((*a)->members()[0]);
   REQUIRE(src.ok());
+  // The read that reaches the declared size already proves the member ends.
   std::vector<uint8_t> buf(1 << 20);
   auto n = (*src)->Read(buf.data(), buf.size());
-  REQUIRE(n.ok());
-  CHECK(*n <= 1000);
-  auto more = Drain(**src);
-  REQUIRE_FALSE(more.ok());
-  CHECK(more.status().message().find("inflates past its declared 1000 bytes") != std::string::npos);
+  REQUIRE_FALSE(n.ok());
+  CHECK(n.status().message().find("inflates past its declared 1000 bytes") != std::string::npos);
 }
 
 TEST_CASE("archives and members that cannot be read are refused with the reason") {
@@ -216,8 +214,7 @@ TEST_CASE("a zip still being written is incomplete, not corrupt") {
        "zip has no end-of-central-directory record: truncated or still being written"},
       {"no end record", whole.substr(0, whole.size() - 10), ErrorKind::kIncomplete,
        "zip has no end-of-central-directory record"},
-      {"bad offset", bad_cd_offset, ErrorKind::kBundle,
-       "cannot open as zip: Zip archive inconsistent"},
+      {"bad offset", bad_cd_offset, ErrorKind::kBundle, "zip archive is inconsistent"},
   };
   for (const Row& r : rows) {
     CAPTURE(std::string(r.name));
