@@ -70,8 +70,8 @@ Result<std::vector<PlannedGroup>> AssignGroups(const Bundle& bundle, const Group
           break;
       }
       if (r == g.rules.size() && g.unmatched_error) {
-        return Status::Config("weight '" + ws[i].name + "' (" + ws[i].where +
-                              ") matches no group and `unmatched: error` is set");
+        return Status::Config("weight '" + ws[i].name +
+                              "' matches no group and `unmatched: error` is set");
       }
       groups[r].weights.push_back({.entry = i});
     }
@@ -173,14 +173,17 @@ Result<Plan> MakePlan(const Bundle& bundle, const PipelineOptions& options) {
   if (bundle.weights().empty()) {
     return Status::Bundle(bundle.path() + ": holds no weights (no .npy files or .npz members)");
   }
-  WD_ASSIGN_OR_RETURN(auto groups, AssignGroups(bundle, options.grouping));
+  auto groups_or = AssignGroups(bundle, options.grouping);
+  if (!groups_or.ok()) return groups_or.status().WithContext(bundle.path());
+  auto groups = std::move(groups_or).value();
   for (size_t gi = 0; gi < groups.size(); ++gi) {
     PlannedGroup& g = groups[gi];
     for (PlannedWeight& pw : g.weights) {
       const WeightEntry& w = bundle.weights()[pw.entry];
       pw.out = MapDtype(w.header.dtype);
-      WD_ASSIGN_OR_RETURN(QuantDtype q, QuantFor(options.quantize, w.name));
-      pw.quant = pw.out == OutDtype::kFloat32 ? q : QuantDtype::kNone;
+      Result<QuantDtype> q = QuantFor(options.quantize, w.name);
+      if (!q.ok()) return q.status().WithContext(bundle.path());
+      pw.quant = pw.out == OutDtype::kFloat32 ? *q : QuantDtype::kNone;
       WD_ASSIGN_OR_RETURN(pw.encoded_bytes, EncodedBytes(bundle, w, pw.out, pw.quant));
       pw.offset = g.total_bytes;
       g.total_bytes += pw.encoded_bytes;

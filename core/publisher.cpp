@@ -359,16 +359,16 @@ Result<int> PickRollbackTarget(const Layout& l, const std::vector<int>& versions
                                std::optional<int> cur, std::optional<int> to) {
   if (to) {
     if (std::find(versions.begin(), versions.end(), *to) != versions.end()) return *to;
-    return Status::Usage(l.model_dir + ": no version " + std::to_string(*to) +
+    return Status::Config(l.model_dir + ": no version " + std::to_string(*to) +
                          " (versions: " + JoinInts(versions) + ")");
   }
-  if (!cur) return Status::Usage(l.model_dir + ": nothing is current, so nothing to roll back");
+  if (!cur) return Status::Config(l.model_dir + ": nothing is current, so nothing to roll back");
   int target = 0;
   for (int v : versions) {
     if (v < *cur) target = v;
   }
   if (target != 0) return target;
-  return Status::Usage(l.model_dir + ": no version older than current " + std::to_string(*cur) +
+  return Status::Config(l.model_dir + ": no version older than current " + std::to_string(*cur) +
                        " (versions: " + JoinInts(versions) + ")");
 }
 

@@ -52,6 +52,12 @@ struct PipelineFlags {
     cmd->add_option("--group", groups, "PATTERN[,PATTERN]: one group per flag, in order");
   }
 
+  // Settings errors found while planning also name the settings file.
+  Status Explain(const Status& s) const {
+    if (s.kind() != ErrorKind::kConfig || config.empty()) return s;
+    return Status::Config(s.message() + " (settings from " + config + ")");
+  }
+
   Result<PipelineOptions> Resolve() const {
     PipelineOptions o;
     if (!config.empty()) {
@@ -106,7 +112,7 @@ int RunPublish(const std::string& bundle, const std::string& to, std::string mod
   PublishSettings settings{
       .serve_root = to, .model = model, .keep_versions = keep_versions, .options = *options};
   auto r = PublishBundle(bundle, settings, DefaultFileSystem(), TerminalProgress());
-  if (!r.ok()) return Fail(r.status());
+  if (!r.ok()) return Fail(flags.Explain(r.status()));
   const PublishResult& pr = r->result;
   if (pr.unchanged) {
     std::cerr << "weightdrop: " << bundle << " is unchanged since version " << pr.version
@@ -131,7 +137,7 @@ int RunInspect(const std::string& bundle, const PipelineFlags& flags) {
   auto options = flags.Resolve();
   if (!options.ok()) return Fail(options.status());
   auto r = Inspect(bundle, *options);
-  if (!r.ok()) return Fail(r.status());
+  if (!r.ok()) return Fail(flags.Explain(r.status()));
   std::printf("%-32s %-8s %-14s %-10s %12s %-10s %-8s %12s %12s\n", "name", "source", "shape",
               "dtype", "bytes", "group", "quant", "max_abs_err", "rms_err");
   for (const auto& row : r->rows) {

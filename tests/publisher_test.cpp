@@ -261,7 +261,7 @@ TEST_CASE("rollback moves both pointers to the previous version or the one asked
 
   r = p.Rollback(s, "m", 1);
   REQUIRE_FALSE(r.ok());
-  CHECK(r.status().kind() == ErrorKind::kUsage);
+  CHECK(r.status().kind() == ErrorKind::kConfig);  // a failure (exit 1), not bad usage
   CHECK(r.status().message() == s + "/m: no version 1 (versions: 2, 3, 4)");
   CHECK(Link(s + "/m/current") == "4");
   CheckNoTemporaries(s + "/m");
