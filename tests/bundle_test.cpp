@@ -12,23 +12,8 @@
 namespace wd {
 namespace {
 
-// A version 1.0 .npy: NumPy-style padded header, then `data`.
-std::string Npy(const std::string& descr, const std::string& shape, const std::string& data) {
-  std::string text = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";
-  size_t total = (10 + text.size() + 1 + 63) / 64 * 64;
-  text += std::string(total - 10 - text.size() - 1, ' ') + "\n";
-  std::string out = "\x93NUMPY\x01";
-  out += '\0';
-  out += static_cast<char>(text.size() & 0xff);
-  out += static_cast<char>(text.size() >> 8);
-  return out + text + data;
-}
-
-std::string Floats(std::initializer_list<float> v) {
-  std::string out(v.size() * 4, '\0');
-  std::memcpy(out.data(), std::data(v), out.size());
-  return out;
-}
+using test::Floats;
+using test::Npy;
 
 std::string Fixture(const std::string& name) {
   return test::ReadFile(test::SourcePath("data/reader/" + name));

@@ -1,6 +1,7 @@
 #include "tests/test_util.h"
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -35,6 +36,34 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-std::string SourcePath(const std::string& rel) { return std::string(WD_TEST_SOURCE_DIR) + "/" + rel; }
+std::string SourcePath(const std::string& rel) {
+  return std::string(WD_TEST_SOURCE_DIR) + "/" + rel;
+}
+
+std::string Npy(const std::string& descr, const std::string& shape, const std::string& data,
+                bool fortran_order) {
+  std::string text = "{'descr': '" + descr +
+                     "', 'fortran_order': " + (fortran_order ? "True" : "False") +
+                     ", 'shape': " + shape + ", }";
+  const size_t total = (10 + text.size() + 1 + 63) / 64 * 64;
+  text += std::string(total - 10 - text.size() - 1, ' ') + "\n";
+  std::string out = "\x93NUMPY\x01";
+  out += '\0';
+  out += static_cast<char>(text.size() & 0xff);
+  out += static_cast<char>(text.size() >> 8);
+  return out + text + data;
+}
+
+std::string Floats(std::initializer_list<float> v) {
+  std::string out(v.size() * 4, '\0');
+  std::memcpy(out.data(), std::data(v), out.size());
+  return out;
+}
+
+std::string Int32s(std::initializer_list<int32_t> v) {
+  std::string out(v.size() * 4, '\0');
+  std::memcpy(out.data(), std::data(v), out.size());
+  return out;
+}
 
 }  // namespace wd::test

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -25,5 +26,14 @@ void WriteFile(const std::string& path, const std::string& bytes);
 std::string ReadFile(const std::string& path);
 // tests/<rel> in the source tree.
 std::string SourcePath(const std::string& rel);
+
+// A version 1.0 .npy as NumPy writes it (header padded to 64 bytes), with
+// `shape` a Python tuple literal such as "(2, 3)" and `data` the raw bytes.
+std::string Npy(const std::string& descr, const std::string& shape, const std::string& data,
+                bool fortran_order = false);
+
+// Little-endian bytes of the given values.
+std::string Floats(std::initializer_list<float> v);
+std::string Int32s(std::initializer_list<int32_t> v);
 
 }  // namespace wd::test

@@ -1,0 +1,232 @@
+#include "core/pipeline.h"
+
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+
+#include "config/pipeline_config.h"
+#include "core/inspector.h"
+#include "core/verifier.h"
+#include "tests/test_util.h"
+
+namespace wd {
+namespace {
+
+namespace fs = std::filesystem;
+using test::Floats;
+using test::Npy;
+
+const char* kGolden[] = {"01-one-float32",        "02-strings", "03-mixed-packed-sharded",
+                         "04-auto-conversions",   "05-uint8",   "06-uint16-float16",
+                         "07-groups-fallthrough", "08-complex", "09-fortran-3d-compressed"};
+
+Result<BundlePublish> Publish(const std::string& bundle, const std::string& serve,
+                              const PipelineOptions& o = PipelineOptions(),
+                              const std::string& model = "m") {
+  PublishSettings s{.serve_root = serve, .model = model, .options = o};
+  return PublishBundle(bundle, s, DefaultFileSystem(), nullptr);
+}
+
+// Every file of a tree with its bytes (symlinks as "-> target").
+std::map<std::string, std::string> Snapshot(const std::string& root) {
+  std::map<std::string, std::string> out;
+  if (!fs::exists(root)) return out;
+  for (const auto& e : fs::recursive_directory_iterator(root)) {
+    const std::string rel = fs::relative(e.path(), root).string();
+    if (e.is_symlink()) {
+      out[rel] = "-> " + fs::read_symlink(e.path()).string();
+    } else if (e.is_regular_file()) {
+      out[rel] = test::ReadFile(e.path().string());
+    }
+  }
+  return out;
+}
+
+TEST_CASE("golden cases publish byte-identical shards and manifest") {
+  for (const char* name : kGolden) {
+    CAPTURE(std::string(name));
+    test::TempDir d;
+    const std::string dir = test::SourcePath(std::string("golden/") + name);
+    auto o = LoadPipelineConfig(dir + "/config.yaml");
+    REQUIRE_MESSAGE(o.ok(), o.status().message());
+    auto r = Publish(dir + "/bundle.npz", d / "s", *o);
+    REQUIRE_MESSAGE(r.ok(), r.status().message());
+    size_t files = 0;
+    for (const auto& e : fs::directory_iterator(dir + "/expected")) {
+      const std::string f = e.path().filename().string();
+      CAPTURE(f);
+      CHECK(test::ReadFile(r->result.version_dir + "/" + f) == test::ReadFile(e.path().string()));
+      ++files;
+    }
+    // Only the expected files plus publish.json.
+    CHECK(std::distance(fs::directory_iterator(r->result.version_dir), {}) ==
+          static_cast<long>(files + 1));
+  }
+}
+
+TEST_CASE("golden case 10 keeps its group bytes but is cut safely for tfjs") {
+  test::TempDir d;
+  const std::string dir = test::SourcePath("golden/10-tfjs-uniform-shard-hazard");
+  auto o = LoadPipelineConfig(dir + "/config.yaml");
+  REQUIRE(o.ok());
+  auto r = Publish(dir + "/bundle.npz", d / "s", *o);
+  REQUIRE(r.ok());
+  CHECK(r->plan.hazard_split);
+  const std::string v = r->result.version_dir;
+  CHECK(test::ReadFile(v + "/group1-shard1of1.bin") ==
+        test::ReadFile(dir + "/expected/group1-shard1of1.bin"));
+  CHECK(test::ReadFile(v + "/group2-shard1of2.bin") + test::ReadFile(v + "/group2-shard2of2.bin") ==
+        test::ReadFile(dir + "/expected/group2-shard1of1.bin"));
+  auto report = Verify(d / "s/m", "");
+  REQUIRE(report.ok());
+  CHECK(report->problems.empty());
+  CHECK(report->warnings.empty());
+}
+
+TEST_CASE("Fortran-order arrays are reordered to C order") {
+  test::TempDir d;
+  // shape (2, 3) in Fortran order: columns stored first.
+  // C order values: [[0, 1, 2], [3, 4, 5]] -> Fortran bytes 0, 3, 1, 4, 2, 5.
+  test::WriteFile(d / "b/t.npy", Npy("<f4", "(2, 3)", Floats({0, 3, 1, 4, 2, 5}), true));
+  // shape (2, 2, 2): C index (i, j, k) = 4i + 2j + k; Fortran offset i + 2j + 4k.
+  std::string f3(8 * 4, '\0');
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 2; ++j)
+      for (int k = 0; k < 2; ++k) {
+        const float v = static_cast<float>(4 * i + 2 * j + k);
+        std::memcpy(&f3[4 * (i + 2 * j + 4 * k)], &v, 4);
+      }
+  test::WriteFile(d / "b/u.npy", Npy("<f4", "(2, 2, 2)", f3, true));
+  auto r = Publish(d / "b", d / "s");
+  REQUIRE_MESSAGE(r.ok(), r.status().message());
+  CHECK(test::ReadFile(r->result.version_dir + "/group1-shard1of1.bin") ==
+        Floats({0, 1, 2, 3, 4, 5}) + Floats({0, 1, 2, 3, 4, 5, 6, 7}));
+}
+
+TEST_CASE("a weight larger than one chunk streams across chunks and shards unchanged") {
+  test::TempDir d;
+  const int n = 600000;  // > 2 chunks of 256 Ki elements
+  std::string data(4 * n, '\0');
+  for (int i = 0; i < n; ++i) {
+    const float v = static_cast<float>(i) * 0.5f;
+    std::memcpy(&data[4 * i], &v, 4);
+  }
+  test::WriteFile(d / "w.npy", Npy("<f4", "(600000,)", data));
+  PipelineOptions o;
+  o.shard_size = 1000003;  // prime: shard edges fall mid-element
+  auto r = Publish(d / "w.npy", d / "s", o);
+  REQUIRE_MESSAGE(r.ok(), r.status().message());
+  std::string joined;
+  for (const auto& s : r->plan.groups[0].shards) {
+    joined += test::ReadFile(r->result.version_dir + "/" + s.name);
+  }
+  CHECK(joined == data);
+  CHECK(r->plan.groups[0].shards.size() == 3);
+}
+
+TEST_CASE("a bad weight fails the publish and leaves the serve folder as it was") {
+  test::TempDir d;
+  test::WriteFile(d / "good.npy", Npy("<f4", "(2,)", Floats({1, 2})));
+  REQUIRE(Publish(d / "good.npy", d / "s").ok());
+  const auto before = Snapshot(d / "s");
+  struct Row {
+    const char* what;
+    std::string file;
+    QuantDtype quant;
+    const char* expect;
+  } rows[] = {
+      {"int64 overflow", Npy("<i8", "(2,)", std::string("\0\0\0\0\0\0\0\0\0\0\0\0\x01\0\0\0", 16)),
+       QuantDtype::kNone, "4294967296"},
+      {"NaN under uint8", Npy("<f4", "(2,)", Floats({1, NAN})), QuantDtype::kUint8, "NaN"},
+      {"Inf under uint16", Npy("<f4", "(2,)", Floats({1, -INFINITY})), QuantDtype::kUint16,
+       "infinite"},
+      {"float16 overflow", Npy("<f4", "(2,)", Floats({1, 70000})), QuantDtype::kFloat16, "float16"},
+      {"range beyond float32", Npy("<f4", "(2,)", Floats({-3e38f, 3e38f})), QuantDtype::kUint8,
+       "wider than float32"},
+  };
+  for (const Row& r : rows) {
+    CAPTURE(r.what);
+    test::WriteFile(d / "bad/w.npy", r.file);
+    PipelineOptions o;
+    o.quantize.fallthrough = r.quant;
+    auto p = Publish(d / "bad/w.npy", d / "s", o);
+    REQUIRE_FALSE(p.ok());
+    CHECK(p.status().message().find("w.npy") != std::string::npos);
+    CHECK(p.status().message().find("'w'") != std::string::npos);
+    CHECK(p.status().message().find(r.expect) != std::string::npos);
+    CHECK(Snapshot(d / "s") == before);
+  }
+}
+
+TEST_CASE("verify finds a corrupted shard and checks a bundle against the version") {
+  test::TempDir d;
+  test::WriteFile(d / "a.npy", Npy("<f4", "(3,)", Floats({1, 2, 3})));
+  test::WriteFile(d / "b.npy", Npy("<f4", "(3,)", Floats({1, 2, 4})));
+  PipelineOptions o;
+  o.quantize.fallthrough = QuantDtype::kUint8;
+  auto r = Publish(d / "a.npy", d / "s", o);
+  REQUIRE(r.ok());
+  auto ok = Verify(d / "s/m", d / "a.npy");
+  REQUIRE(ok.ok());
+  CHECK(ok->problems.empty());
+  CHECK(ok->shards_checked == 1);
+  auto other = Verify(d / "s/m/1", d / "b.npy");
+  REQUIRE(other.ok());
+  CHECK_FALSE(other->problems.empty());
+
+  const std::string shard = r->result.version_dir + "/group1-shard1of1.bin";
+  std::string bytes = test::ReadFile(shard);
+  bytes[0] ^= 1;
+  fs::permissions(shard, fs::perms::owner_write, fs::perm_options::add);
+  test::WriteFile(shard, bytes);
+  auto bad = Verify(d / "s/m", "");
+  REQUIRE(bad.ok());
+  REQUIRE(bad->problems.size() == 1);
+  CHECK(bad->problems[0].find("group1-shard1of1.bin") != std::string::npos);
+}
+
+TEST_CASE("verify warns about the tfjs hazard in folders written by other tools") {
+  test::TempDir d;
+  const std::string exp = test::SourcePath("golden/10-tfjs-uniform-shard-hazard/expected");
+  fs::create_directories(d / "s/x/1");
+  for (const auto& e : fs::directory_iterator(exp)) {
+    fs::copy_file(e.path(), d / ("s/x/1/" + e.path().filename().string()));
+  }
+  auto r = Verify(d / "s/x/1", "");
+  REQUIRE_MESSAGE(r.ok(), r.status().message());
+  CHECK(r->problems.empty());
+  REQUIRE(r->warnings.size() == 1);
+  CHECK(r->warnings[0].find("tfjs") != std::string::npos);
+}
+
+TEST_CASE("inspect reports quantization error within half a step") {
+  test::TempDir d;
+  test::WriteFile(d / "b/k.npy", Npy("<f4", "(4,)", Floats({-1, 0, 0.3f, 1})));
+  test::WriteFile(d / "b/n.npy", Npy("<i2", "(2,)", std::string(4, '\0')));
+  PipelineOptions o;
+  o.quantize.patterns = {{QuantDtype::kUint8, {"k"}}};
+  auto r = Inspect(d / "b", o);
+  REQUIRE_MESSAGE(r.ok(), r.status().message());
+  REQUIRE(r->rows.size() == 2);
+  CHECK(r->rows[0].name == "k");
+  CHECK(r->rows[0].quantization == "uint8");
+  CHECK(r->rows[0].bytes == 4);
+  CHECK(r->rows[0].max_abs_error > 0);
+  CHECK(r->rows[0].max_abs_error <= 2.0 / 255 / 2 + 1e-7);
+  CHECK(r->rows[0].rms_error <= r->rows[0].max_abs_error);
+  CHECK(r->rows[1].source_dtype == "<i2");
+  CHECK(r->rows[1].dtype == "int32");
+  CHECK(r->rows[1].quantization.empty());
+}
+
+TEST_CASE("the default model name is the bundle's name without extension") {
+  CHECK(DefaultModelName("/x/resnet.npz") == "resnet");
+  CHECK(DefaultModelName("w.npy") == "w");
+  CHECK(DefaultModelName("/drops/bert/") == "bert");
+  CHECK(DefaultModelName("a.b.npz") == "a.b");
+}
+
+}  // namespace
+}  // namespace wd
