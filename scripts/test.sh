@@ -3,6 +3,7 @@
 #   scripts/test.sh [BUILD_DIR]        WD_SANITIZE=ON for ASan+UBSan
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/setup.sh
 dir="${1:-build}"
 cmake -S . -B "$dir" -DWD_SANITIZE="${WD_SANITIZE:-OFF}" >/dev/null
 cmake --build "$dir" -j"$(nproc)"
