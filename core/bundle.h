@@ -18,8 +18,8 @@ namespace wd {
 class NpzArchive;
 
 struct WeightEntry {
-  std::string name;    // SPEC §2 weight name, e.g. "dense/kernel"
-  std::string where;   // for messages: "bundle/x.npz: member 'a.npy'" or "bundle/a.npy"
+  std::string name;   // SPEC §2 weight name, e.g. "dense/kernel"
+  std::string where;  // for messages: "bundle/x.npz: member 'a.npy'" or "bundle/a.npy"
   NpyHeader header;
   // Locator: either a plain .npy file (archive < 0) or a member of archive.
   std::string rel_path;  // path of the .npy/.npz relative to the bundle root ("" for a file bundle)

@@ -33,13 +33,13 @@ class FileSystem {
   virtual Status SyncDir(const std::string& path) = 0;
   virtual Status Rename(const std::string& from, const std::string& to) = 0;
   virtual Status Symlink(const std::string& target, const std::string& link) = 0;
-  virtual Status Remove(const std::string& path) = 0;     // a file or an empty folder
-  virtual Status RemoveTree(const std::string& path) = 0; // recursive, never follows links
+  virtual Status Remove(const std::string& path) = 0;      // a file or an empty folder
+  virtual Status RemoveTree(const std::string& path) = 0;  // recursive, never follows links
   virtual Result<std::string> ReadFile(const std::string& path, uint64_t max_bytes) = 0;
   virtual Result<std::string> ReadLink(const std::string& path) = 0;
   // Names in a folder (no "." or ".."), unsorted. ENOENT is an error.
   virtual Result<std::vector<std::string>> ListDir(const std::string& path) = 0;
-  virtual bool Exists(const std::string& path) = 0;  // lstat succeeds
+  virtual bool Exists(const std::string& path) = 0;       // lstat succeeds
   virtual bool IsDirectory(const std::string& path) = 0;  // lstat: a real folder
 };
 

@@ -17,11 +17,11 @@ struct zip;
 namespace wd {
 
 struct NpzMember {
-  std::string name;      // as stored, e.g. "dense/kernel.npy"
-  uint64_t index = 0;    // libzip index
-  uint64_t size = 0;     // declared uncompressed size
+  std::string name;    // as stored, e.g. "dense/kernel.npy"
+  uint64_t index = 0;  // libzip index
+  uint64_t size = 0;   // declared uncompressed size
   uint64_t comp_size = 0;
-  bool stored = false;   // compression method 0
+  bool stored = false;  // compression method 0
 };
 
 class NpzArchive {

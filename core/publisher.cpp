@@ -30,7 +30,8 @@
 //   time. After a crash at that point each pointer names either the old or
 //   the new version, each complete; the next publish or rollback realigns
 //   them and removes the pointer temporaries the crash left.
-// - Retention keeps the newest keep_versions and the new current. It first renames a doomed version into S/.staging, so a crash
+// - Retention keeps the newest keep_versions and the new current. It first renames a doomed version
+// into S/.staging, so a crash
 //   mid-delete never leaves a half-deleted version where rollback looks.
 // - Publish and Rollback of one model hold an flock on S/M/.lock, so the CLI
 //   and the daemon never interleave pointer updates; RemoveLeftoverStaging
@@ -360,7 +361,7 @@ Result<int> PickRollbackTarget(const Layout& l, const std::vector<int>& versions
   if (to) {
     if (std::find(versions.begin(), versions.end(), *to) != versions.end()) return *to;
     return Status::Config(l.model_dir + ": no version " + std::to_string(*to) +
-                         " (versions: " + JoinInts(versions) + ")");
+                          " (versions: " + JoinInts(versions) + ")");
   }
   if (!cur) return Status::Config(l.model_dir + ": nothing is current, so nothing to roll back");
   int target = 0;
@@ -369,7 +370,7 @@ Result<int> PickRollbackTarget(const Layout& l, const std::vector<int>& versions
   }
   if (target != 0) return target;
   return Status::Config(l.model_dir + ": no version older than current " + std::to_string(*cur) +
-                       " (versions: " + JoinInts(versions) + ")");
+                        " (versions: " + JoinInts(versions) + ")");
 }
 
 // Removes pointer temporaries a crash left in S/M. REQUIRES: the model lock.

@@ -57,7 +57,7 @@ Status ErrnoStatus(const std::string& what, int err);
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}         // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {}  // NOLINT: implicit by design
 
   bool ok() const { return std::holds_alternative<T>(v_); }
@@ -83,9 +83,9 @@ class [[nodiscard]] Result {
 #define WD_CONCAT(a, b) WD_CONCAT_INNER(a, b)
 
 // WD_RETURN_IF_ERROR(expr): returns the Status if expr (a Status) failed.
-#define WD_RETURN_IF_ERROR(expr)            \
-  do {                                      \
-    ::wd::Status wd_status_ = (expr);       \
+#define WD_RETURN_IF_ERROR(expr)             \
+  do {                                       \
+    ::wd::Status wd_status_ = (expr);        \
     if (!wd_status_.ok()) return wd_status_; \
   } while (0)
 
