@@ -129,7 +129,12 @@ Status CheckDataSize(const NpyHeader& h, uint64_t actual, const std::string& whe
   std::string msg = "header declares shape " + ShapeString(h.shape) + " " + DtypeName(h.dtype) +
                     " = " + std::to_string(h.data_bytes) + " bytes of data but the " + what +
                     " holds " + std::to_string(actual - h.header_size);
-  if (actual < expect) return Status::Bundle(where + ": truncated: " + msg);
+  if (actual < expect) {
+    // A plain file may still be growing; a member of a complete zip cannot.
+    const bool growing = std::string_view(what) == "file";
+    return Status::Error(growing ? ErrorKind::kIncomplete : ErrorKind::kBundle,
+                         where + ": truncated: " + msg);
+  }
   return Status::Bundle(where + ": " + msg + " (trailing bytes)");
 }
 
@@ -218,8 +223,13 @@ Status WalkDir(int dirfd, const std::string& rel_dir, const std::string& root, i
 Result<NpyHeader> ReadNpyFileHeader(int fd, const std::string& where) {
   WD_ASSIGN_OR_RETURN(struct stat st, StatFd(fd, where));
   FileRegionSource src(fd, 0, static_cast<uint64_t>(st.st_size), where, false);
-  WD_ASSIGN_OR_RETURN(NpyHeader h, ReadNpyHeader(src, where));
-  WD_RETURN_IF_ERROR(CheckDataSize(h, static_cast<uint64_t>(st.st_size), where, "file"));
+  Result<NpyHeader> h = ReadNpyHeader(src, where);
+  if (!h.ok() && static_cast<uint64_t>(st.st_size) < kMaxNpyHeaderText &&
+      h.status().message().find("truncated .npy header") != std::string::npos) {
+    return Status::Incomplete(h.status().message());  // the file may still be growing
+  }
+  if (!h.ok()) return h.status();
+  WD_RETURN_IF_ERROR(CheckDataSize(*h, static_cast<uint64_t>(st.st_size), where, "file"));
   return h;
 }
 

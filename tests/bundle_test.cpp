@@ -217,7 +217,7 @@ TEST_CASE("bad bundles are refused with the file and the reason") {
       {"truncated npy",
        {{"w.npy", six.substr(0, six.size() - 4)}},
        "",
-       ErrorKind::kBundle,
+       ErrorKind::kIncomplete,
        "w.npy: truncated: header declares shape (2, 3) float32 = 24 bytes of data but the file "
        "holds 20"},
       {"trailing bytes",

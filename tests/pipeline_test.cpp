@@ -221,6 +221,20 @@ TEST_CASE("inspect reports quantization error within half a step") {
   CHECK(r->rows[1].quantization.empty());
 }
 
+TEST_CASE("a group whose weights encode to no bytes has no shards and paths []") {
+  test::TempDir d;
+  test::WriteFile(d / "b/a/empty.npy", Npy("<f4", "(0, 3)", ""));
+  test::WriteFile(d / "b/b/w.npy", Npy("<f4", "(1,)", Floats({5})));
+  PipelineOptions o;
+  o.grouping.kind = Grouping::Kind::kByPrefix;
+  auto r = Publish(d / "b", d / "s", o);
+  REQUIRE_MESSAGE(r.ok(), r.status().message());
+  CHECK(test::ReadFile(r->result.version_dir + "/weights_manifest.json") ==
+        "[{\"paths\": [], \"weights\": [{\"name\": \"a/empty\", \"shape\": [0, 3], "
+        "\"dtype\": \"float32\"}]}, {\"paths\": [\"group2-shard1of1.bin\"], \"weights\": "
+        "[{\"name\": \"b/w\", \"shape\": [1], \"dtype\": \"float32\"}]}]");
+}
+
 TEST_CASE("the default model name is the bundle's name without extension") {
   CHECK(DefaultModelName("/x/resnet.npz") == "resnet");
   CHECK(DefaultModelName("w.npy") == "w");
