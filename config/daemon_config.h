@@ -1,0 +1,80 @@
+// DaemonConfig: the `weightdrop run` configuration (SPEC §5) as plain
+// structs with defaults written in: global settings, top-level pipeline
+// `defaults`, and the watches, each with its own overrides and hooks.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "core/pipeline_options.h"
+#include "core/status.h"
+
+namespace wd {
+
+using Millis = std::chrono::milliseconds;
+
+struct HookConfig {
+  std::vector<std::string> on_publish;  // argv; empty = none
+  std::vector<std::string> on_failure;  // argv; empty = none
+  // A hook still running after this is killed (its whole process group).
+  Millis timeout{30000};
+};
+
+enum class OnSuccess { kArchive, kDelete };
+
+struct WatchConfig {
+  std::string drop;   // absolute drop folder
+  std::string serve;  // absolute serve root
+  // Model name template: {stem} (bundle name without .npz/.npy), {name}
+  // (full file name), {drop} (drop folder's base name).
+  std::string model = "{stem}";
+  PipelineOptions options;  // defaults with this watch's overrides applied
+  HookConfig hooks;
+  // Quiet time before a bundle that did not arrive by rename is taken.
+  // Longer is safer for slow writers; shorter publishes sooner.
+  Millis settle{2000};
+  // Full rescan period: covers NFS (no inotify) and anything missed.
+  Millis rescan{30000};
+  int keep_versions = 3;
+  OnSuccess on_success = OnSuccess::kArchive;
+};
+
+enum class LogFormat { kText, kJson };
+
+struct DaemonConfig {
+  std::string source;                             // the file it was read from, absolute
+  std::string state_dir = "/var/lib/weightdrop";  // status.json, weightdrop.prom
+  std::string log_level = "info";                 // trace, debug, info, warn, error
+  LogFormat log_format = LogFormat::kText;
+  // How long SIGTERM waits for in-flight publishes before exiting anyway.
+  Millis shutdown_timeout{30000};
+  PipelineOptions defaults;
+  std::vector<WatchConfig> watches;
+};
+
+// Parses a daemon config (docs/configuration.md, "Daemon configuration").
+// Relative paths are resolved against the config file's folder and all paths
+// are made absolute and lexically normal (symlinks are not resolved). Errors
+// are kConfig "file:line:col: message".
+Result<DaemonConfig> ParseDaemonConfig(const std::string& yaml_text, const std::string& file);
+Result<DaemonConfig> LoadDaemonConfig(const std::string& path);
+
+// True when the text's top level is a mapping with a `watches` key: a daemon
+// config rather than pipeline settings. Never throws; bad YAML gives false.
+bool LooksLikeDaemonConfig(const std::string& yaml_text);
+
+// "500ms", "2s", "1.5m", "1h", or a bare number of seconds ("30"); s, m and
+// h take decimals that come to whole milliseconds. At most 8760h. Errors are
+// kConfig "invalid duration '<text>': <why>".
+Result<Millis> ParseDuration(const std::string& text);
+
+// The model name for drop entry `entry_name` (a file or folder name) in
+// `drop_dir`: {stem} is the name without .npz/.npy, {name} the whole name,
+// {drop} the drop folder's base name. A malformed template is a kConfig
+// error; a name that is not a valid model name (ValidateModelName) is a
+// kBundle error naming the entry.
+Result<std::string> ExpandModelTemplate(const std::string& tmpl, const std::string& entry_name,
+                                        const std::string& drop_dir);
+
+}  // namespace wd
