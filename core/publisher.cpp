@@ -387,17 +387,11 @@ void RemoveStalePointerTemps(FileSystem& fs, const Layout& l, std::vector<std::s
   }
 }
 
-// True when current was published from the same source and settings.
-bool SameAsCurrent(FileSystem& fs, Publisher& pub, const Layout& l, const PublishRequest& req,
-                   int* current, std::vector<std::string>* warnings) {
+// True when version `v` was published from the same source and settings.
+bool SameSource(FileSystem& fs, const Layout& l, int v, const PublishRequest& req,
+                std::vector<std::string>* warnings) {
   if (req.source_sha256.empty()) return false;
-  Result<std::optional<int>> cur = pub.CurrentVersion(l.root, l.model);
-  if (!cur.ok()) {
-    warnings->push_back(cur.status().message());
-    return false;
-  }
-  if (!*cur) return false;
-  const std::string path = Join(l.Version(**cur), kProvenanceFile);
+  const std::string path = Join(l.Version(v), kProvenanceFile);
   Result<std::string> text = fs.ReadFile(path, kMaxJsonBytes);
   if (!text.ok()) {
     warnings->push_back("unchanged check skipped: " + text.status().message());
@@ -405,13 +399,39 @@ bool SameAsCurrent(FileSystem& fs, Publisher& pub, const Layout& l, const Publis
   }
   try {
     const nlohmann::json j = nlohmann::json::parse(*text);
-    *current = **cur;
     return j.at("source").at("sha256") == req.source_sha256 &&
            j.at("config_digest") == req.config_digest;
   } catch (const nlohmann::json::exception& e) {
     warnings->push_back("unchanged check skipped: " + path + ": " + e.what());
     return false;
   }
+}
+
+// True when current was published from the same source and settings.
+bool SameAsCurrent(FileSystem& fs, Publisher& pub, const Layout& l, const PublishRequest& req,
+                   int* current, std::vector<std::string>* warnings) {
+  Result<std::optional<int>> cur = pub.CurrentVersion(l.root, l.model);
+  if (!cur.ok()) {
+    warnings->push_back(cur.status().message());
+    return false;
+  }
+  if (!*cur || !SameSource(fs, l, **cur, req, warnings)) return false;
+  *current = **cur;
+  return true;
+}
+
+// A publish that crashed after its version folder was renamed into place but
+// before the pointers moved leaves the newest version unnamed. Republishing
+// the same bundle completes it instead of writing it again, so a bundle is
+// published exactly once. Returns that version, or 0.
+int InterruptedVersion(FileSystem& fs, Publisher& pub, const Layout& l, const PublishRequest& req,
+                       std::vector<std::string>* warnings) {
+  Result<std::vector<int>> versions = pub.ListVersions(l.root, l.model);
+  Result<std::optional<int>> cur = pub.CurrentVersion(l.root, l.model);
+  if (!versions.ok() || versions->empty() || !cur.ok()) return 0;
+  const int newest = versions->back();
+  if (*cur && **cur >= newest) return 0;
+  return SameSource(fs, l, newest, req, warnings) ? newest : 0;
 }
 
 // Keeps the newest `keep` versions, the one current names and those in
@@ -490,6 +510,18 @@ Result<PublishResult> Publisher::Publish(
     result.version = current;
     result.version_dir = l.Version(current);
     result.unchanged = true;
+    return result;
+  }
+  if (int v =
+          req.skip_if_unchanged ? InterruptedVersion(fs_, *this, l, req, &result.warnings) : 0) {
+    WD_ASSIGN_OR_RETURN(Pointers next, PointersForVersion(fs_, l, v));
+    WD_RETURN_IF_ERROR(SwapPointers(fs_, l, next));
+    result.version = v;
+    result.version_dir = l.Version(v);
+    result.warnings.push_back("version " + std::to_string(v) +
+                              " (newer than current) was already written from this bundle, "
+                              "likely by an interrupted publish: made it current");
+    ApplyRetention(fs_, *this, l, req.keep_versions, {v}, &result);
     return result;
   }
 

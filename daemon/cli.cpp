@@ -9,12 +9,15 @@
 #include <optional>
 #include <sstream>
 
+#include "config/daemon_config.h"
 #include "config/pipeline_config.h"
 #include "core/file_system.h"
 #include "core/inspector.h"
 #include "core/pipeline.h"
 #include "core/publisher.h"
 #include "core/verifier.h"
+#include "daemon/daemon.h"
+#include "daemon/status_report.h"
 
 namespace wd {
 namespace {
@@ -185,13 +188,35 @@ int RunRollback(const std::string& model_dir, std::optional<int> to) {
 }
 
 int RunCheckConfig(const std::string& file) {
-  auto r = LoadPipelineConfig(file);
+  auto text = DefaultFileSystem().ReadFile(file, 16u << 20);
+  if (!text.ok()) return Fail(text.status());
+  if (LooksLikeDaemonConfig(*text)) {
+    auto d = ParseDaemonConfig(*text, file);
+    if (!d.ok()) return Fail(d.status());
+    std::cout << file << ": ok (daemon config, " << d->watches.size() << " watches)\n";
+    return kExitOk;
+  }
+  auto r = ParsePipelineConfig(*text, file);
   if (!r.ok()) return Fail(r.status());
   std::cout << file << ": ok\n";
   return kExitOk;
 }
 
 }  // namespace
+
+int RunStatus(const std::string& state_dir, const std::string& config) {
+  std::string dir = state_dir;
+  if (dir.empty() && !config.empty()) {
+    auto c = LoadDaemonConfig(config);
+    if (!c.ok()) return Fail(c.status());
+    dir = c->state_dir;
+  }
+  if (dir.empty()) dir = DaemonConfig().state_dir;
+  auto r = RenderStatusFile(dir + "/status.json");
+  if (!r.ok()) return Fail(r.status());
+  std::cout << *r;
+  return kExitOk;
+}
 
 int RunCli(int argc, char** argv) {
   CLI::App app{"weightdrop: publish NumPy weight bundles as TensorFlow.js weight shards"};
@@ -226,6 +251,14 @@ int RunCli(int argc, char** argv) {
   rollback->add_option("MODEL_DIR", target, "S/M")->required();
   rollback->add_option("--to", rollback_to, "version (default: the one before current)");
 
+  std::string run_config, state_dir;
+  auto* run = app.add_subcommand("run", "run the daemon: watch drop folders and publish");
+  run->add_option("--config", run_config, "daemon config (YAML)")->required();
+
+  auto* status = app.add_subcommand("status", "show what a running daemon reports");
+  status->add_option("--state-dir", state_dir, "the daemon's state_dir");
+  status->add_option("--config", run_config, "read state_dir from this daemon config");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -237,6 +270,8 @@ int RunCli(int argc, char** argv) {
   if (inspect->parsed()) return RunInspect(bundle, inspect_flags);
   if (verify->parsed()) return RunVerify(target, against);
   if (rollback->parsed()) return RunRollback(target, rollback_to);
+  if (run->parsed()) return RunDaemon(run_config);
+  if (status->parsed()) return RunStatus(state_dir, run_config);
   return kExitUsage;
 }
 

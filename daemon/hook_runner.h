@@ -16,7 +16,7 @@
 namespace wd {
 
 struct HookEvent {
-  std::string event;  // "publish" or "failure"
+  std::string event;                        // "publish" or "failure"
   std::map<std::string, std::string> vars;  // model, version, dir, manifest, bundle, error
 };
 

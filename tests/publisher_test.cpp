@@ -652,3 +652,34 @@ TEST_CASE("reads are bounded and errors name the path") {
 
 }  // namespace
 }  // namespace wd
+
+namespace wd {
+namespace {
+
+TEST_CASE("republishing after a crash between version rename and pointer swap publishes once") {
+  TempDir d;
+  const std::string s = d / "serve";
+  Publisher good(DefaultFileSystem());
+  MustPublish(good, Req(s, "sha-1"), Bundle(1));
+  // The pointer swap of the second publish dies: version 2 exists, unnamed.
+  FaultInjectingFileSystem ffs(DefaultFileSystem());
+  ffs.FailNth(FsOp::kSymlink, 1, EIO);
+  Publisher faulty(ffs);
+  REQUIRE_FALSE(faulty.Publish(Req(s, "sha-2"), MakeProducer(ffs, Bundle(2))).ok());
+  REQUIRE(*good.ListVersions(s, "m") == std::vector<int>{1, 2});
+  CHECK(Link(s + "/m/current") == "1");
+  // The same bundle again completes version 2 instead of writing version 3.
+  int calls = 0;
+  auto r = good.Publish(Req(s, "sha-2"), MakeProducer(DefaultFileSystem(), Bundle(2), &calls));
+  REQUIRE_MESSAGE(r.ok(), r.status().message());
+  CHECK(calls == 0);
+  CHECK(r->version == 2);
+  CHECK_FALSE(r->unchanged);
+  CHECK(Link(s + "/m/current") == "2");
+  CHECK(*good.ListVersions(s, "m") == std::vector<int>{1, 2});
+  // A different bundle still gets a new version.
+  CHECK(good.Publish(Req(s, "sha-3"), MakeProducer(DefaultFileSystem(), Bundle(3)))->version == 3);
+}
+
+}  // namespace
+}  // namespace wd

@@ -1,0 +1,977 @@
+#include "daemon/daemon.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+
+#include "config/daemon_config.h"
+#include "core/file_system.h"
+#include "core/pipeline.h"
+#include "core/publisher.h"
+#include "daemon/drop_folder.h"
+#include "daemon/hook_runner.h"
+#include "daemon/inotify_watcher.h"
+#include "daemon/logging.h"
+#include "daemon/sd_notify.h"
+#include "daemon/status_report.h"
+#include "daemon/work.h"
+
+namespace wd {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t UnixNow() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// A uv_timer_t owned by a unique_ptr-like wrapper: closing frees it.
+class Timer {
+ public:
+  Timer(uv_loop_t* loop, std::function<void()> fn) : fn_(std::move(fn)) {
+    t_ = new uv_timer_t;
+    uv_timer_init(loop, t_);
+    t_->data = this;
+  }
+  ~Timer() { Close(); }
+  Timer(const Timer&) = delete;
+  Timer& operator=(const Timer&) = delete;
+
+  void Start(int64_t ms, int64_t repeat = 0) {
+    if (t_ == nullptr) return;
+    uv_timer_start(
+        t_,
+        [](uv_timer_t* h) {
+          if (h->data != nullptr) static_cast<Timer*>(h->data)->fn_();
+        },
+        static_cast<uint64_t>(std::max<int64_t>(ms, 0)), static_cast<uint64_t>(repeat));
+  }
+  void Stop() {
+    if (t_ != nullptr) uv_timer_stop(t_);
+  }
+  bool active() const { return t_ != nullptr && uv_is_active(reinterpret_cast<uv_handle_t*>(t_)); }
+  void Close() {
+    if (t_ == nullptr) return;
+    t_->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(t_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    t_ = nullptr;
+  }
+
+ private:
+  uv_timer_t* t_;
+  std::function<void()> fn_;
+};
+
+struct Candidate {
+  uint64_t signature = 0;
+  int64_t last_change_ms = 0;
+  bool arrived_whole = false;  // moved in by rename: complete at once
+  bool ready_marker = false;
+  bool busy = false;  // a probe or claim is under way
+  int64_t incomplete_since_ms = 0;
+  std::set<std::string> subdirs;  // watched folders inside (relative)
+};
+
+struct Watch {
+  WatchConfig cfg;
+  int root_wd = -1;
+  std::map<std::string, Candidate> entries;
+  bool ready = false;      // start-up recovery done, watching
+  bool attempted = false;  // recovery ran at least once (ready or not)
+  bool scanning = false;
+  bool scan_again = false;
+  std::unique_ptr<Timer> scan_timer, settle_timer, rescan_timer;
+  std::set<std::string> warned;  // names already warned about
+};
+
+struct Job {
+  WatchConfig cfg;
+  Claimed claimed;
+  std::string model;
+  std::string pre_error;  // set when the job must fail without publishing
+  int attempts = 0;
+  bool recovered = false;
+};
+
+struct Outcome {
+  enum Kind { kPublished, kUnchanged, kFailed, kRetry } kind = kFailed;
+  int version = 0;
+  std::string version_dir;
+  std::string bundle_path;  // where the bundle is now
+  std::string error;
+  uint64_t bytes = 0;
+  double seconds = 0;
+  std::vector<std::string> warnings;
+};
+
+struct ModelQueue {
+  std::deque<Job> jobs;
+  bool running = false;
+  std::unique_ptr<Timer> retry_timer;
+};
+
+struct WdTarget {
+  Watch* watch = nullptr;
+  std::string entry;  // "" for the drop folder itself
+  std::string rel;    // folder inside the entry ("" for its root)
+};
+
+constexpr int64_t kScanDebounceMs = 20;
+constexpr int64_t kMaxBackoffMs = 5 * 60 * 1000;
+
+class Daemon {
+ public:
+  Daemon(uv_loop_t* loop, std::string config_path)
+      : loop_(loop),
+        config_path_(std::move(config_path)),
+        hooks_(loop),
+        notifier_(SdNotifier::FromEnvironment()) {}
+
+  // REQUIRES: loop thread. Starts everything; READY=1 follows once every
+  // watch has recovered and is watching.
+  Status Start(DaemonConfig cfg);
+  int exit_code() const { return exit_code_; }
+
+ private:
+  // --- configuration and watches
+  void ApplyConfig(DaemonConfig cfg);
+  void AddWatch(const WatchConfig& wc);
+  void Recover(Watch* w);
+  void RemoveWatch(Watch* w);
+  void OnWatchRecovered(Watch* w, Status st, std::vector<Claimed> processing);
+  void MaybeReady();
+
+  // --- readiness
+  void OnInotify(const InotifyWatcher::Event& e);
+  void ScheduleScan(Watch* w, int64_t delay_ms = kScanDebounceMs);
+  void Scan(Watch* w);
+  void OnScanned(Watch* w, Result<std::vector<DropEntry>> r);
+  void WatchSubdirs(Watch* w, const std::string& entry, Candidate& c,
+                    const std::vector<std::string>& subdirs);
+  void Unwatch(Watch* w, const std::string& entry, Candidate& c);
+  void Evaluate(Watch* w);
+  void Probe(Watch* w, const std::string& name);
+  void Claim(Watch* w, const std::string& name);
+
+  // --- publishing
+  void Enqueue(Job job);
+  void Pump(const std::string& key);
+  void RunJob(const std::string& key);
+  void OnJobDone(const std::string& key, Outcome o);
+  void RunHook(const Job& job, const Outcome& o);
+
+  // --- signals, status, shutdown
+  void OnSignal(int signum);
+  void Reload();
+  void BeginStop();
+  void MaybeFinishStop();
+  void FinishStop();
+  void StatusChanged();
+  void WriteStatus();
+  size_t RunningJobs() const;
+
+  uv_loop_t* loop_;
+  std::string config_path_;
+  DaemonConfig cfg_;
+  HookRunner hooks_;
+  SdNotifier notifier_;
+  std::unique_ptr<InotifyWatcher> inotify_;
+  std::vector<std::unique_ptr<Watch>> watches_;
+  std::vector<std::unique_ptr<Watch>> retired_;  // removed by a reload
+  std::map<int, WdTarget> wds_;
+  std::map<std::string, ModelQueue> queues_;
+  std::vector<uv_signal_t*> signals_;
+  std::unique_ptr<Timer> watchdog_timer_, status_timer_, stop_timer_;
+  DaemonStatus status_;
+  bool announced_ready_ = false;
+  bool reloading_ = false;
+  bool stopping_ = false;
+  bool stopped_ = false;
+  bool status_writing_ = false;
+  bool status_dirty_ = false;
+  int exit_code_ = 0;
+};
+
+// ---------------------------------------------------------------- start-up
+
+Status Daemon::Start(DaemonConfig cfg) {
+  auto ino =
+      InotifyWatcher::Create(loop_, [this](const InotifyWatcher::Event& e) { OnInotify(e); });
+  if (!ino.ok()) return ino.status();
+  inotify_ = std::move(ino).value();
+  status_.pid = getpid();
+  status_.started_unix = UnixNow();
+  status_.config = config_path_;
+  for (int signum : {SIGHUP, SIGTERM, SIGINT}) {
+    auto* s = new uv_signal_t;
+    uv_signal_init(loop_, s);
+    s->data = this;
+    uv_signal_start(
+        s, [](uv_signal_t* h, int n) { static_cast<Daemon*>(h->data)->OnSignal(n); }, signum);
+    signals_.push_back(s);
+  }
+  if (auto wd = notifier_.WatchdogInterval()) {
+    watchdog_timer_ = std::make_unique<Timer>(loop_, [this] { notifier_.Notify("WATCHDOG=1"); });
+    const auto ms = std::max<int64_t>(1, wd->count() / 1000);
+    watchdog_timer_->Start(ms, ms);
+  }
+  status_timer_ = std::make_unique<Timer>(loop_, [this] { WriteStatus(); });
+  ApplyConfig(std::move(cfg));
+  return Status::Ok();
+}
+
+void Daemon::ApplyConfig(DaemonConfig cfg) {
+  std::map<std::string, const WatchConfig*> wanted;
+  for (const auto& wc : cfg.watches) wanted[wc.drop] = &wc;
+  // Watches that went away stop watching; their queued jobs still finish.
+  for (auto it = watches_.begin(); it != watches_.end();) {
+    auto found = wanted.find((*it)->cfg.drop);
+    if (found == wanted.end()) {
+      spdlog::info("no longer watching {}", (*it)->cfg.drop);
+      RemoveWatch(it->get());
+      retired_.push_back(std::move(*it));
+      it = watches_.erase(it);
+    } else {
+      (*it)->cfg = *found->second;  // new settings for bundles claimed from now on
+      wanted.erase(found);
+      ++it;
+    }
+  }
+  cfg_ = std::move(cfg);
+  for (const auto& wc : cfg_.watches) {
+    if (wanted.count(wc.drop) != 0) AddWatch(wc);
+  }
+  if (!std::filesystem::exists(cfg_.state_dir)) {
+    std::error_code ec;
+    std::filesystem::create_directories(cfg_.state_dir, ec);
+  }
+  StatusChanged();
+  MaybeReady();
+}
+
+void Daemon::AddWatch(const WatchConfig& wc) {
+  auto w = std::make_unique<Watch>();
+  w->cfg = wc;
+  Watch* raw = w.get();
+  w->scan_timer = std::make_unique<Timer>(loop_, [this, raw] { Scan(raw); });
+  w->settle_timer = std::make_unique<Timer>(loop_, [this, raw] { Evaluate(raw); });
+  w->rescan_timer = std::make_unique<Timer>(loop_, [this, raw] {
+    if (raw->ready) {
+      ScheduleScan(raw, 0);
+    } else {
+      Recover(raw);
+    }
+  });
+  watches_.push_back(std::move(w));
+  Recover(raw);
+}
+
+// Recovery needs the disk: layout, leftover staging, bundles in processing/.
+void Daemon::Recover(Watch* raw) {
+  const WatchConfig wc = raw->cfg;
+  auto result = std::make_shared<std::pair<Status, std::vector<Claimed>>>();
+  RunOnWorker(
+      loop_,
+      [wc, result] {
+        Status st = EnsureDropLayout(wc.drop);
+        if (st.ok()) {
+          std::error_code ec;
+          std::filesystem::create_directories(wc.serve, ec);
+          if (ec) st = ErrnoStatus("cannot create " + wc.serve, ec.value());
+        }
+        if (st.ok()) st = Publisher(DefaultFileSystem()).RemoveLeftoverStaging(wc.serve);
+        if (st.ok()) {
+          auto p = ListProcessing(wc.drop);
+          if (p.ok())
+            result->second = std::move(p).value();
+          else
+            st = p.status();
+        }
+        result->first = st;
+      },
+      [this, raw, result] { OnWatchRecovered(raw, result->first, std::move(result->second)); });
+}
+
+void Daemon::OnWatchRecovered(Watch* w, Status st, std::vector<Claimed> processing) {
+  if (stopping_ ||
+      std::none_of(watches_.begin(), watches_.end(), [w](const auto& p) { return p.get() == w; })) {
+    return;
+  }
+  w->attempted = true;
+  if (!st.ok()) {
+    spdlog::error("watch {}: {} (retrying in {}ms)", w->cfg.drop, st.message(),
+                  w->cfg.rescan.count());
+    w->rescan_timer->Start(w->cfg.rescan.count());
+    MaybeReady();
+    return;
+  }
+  for (auto& c : processing) {
+    spdlog::info("recovering {} from a previous run", c.path);
+    auto model = ExpandModelTemplate(w->cfg.model, c.name, w->cfg.drop);
+    Job job{.cfg = w->cfg,
+            .claimed = c,
+            .model = model.ok() ? *model : "",
+            .pre_error = "",
+            .attempts = 0,
+            .recovered = true};
+    if (!model.ok()) job.pre_error = model.status().message();
+    Enqueue(std::move(job));
+  }
+  auto wd = inotify_->Add(w->cfg.drop);
+  if (wd.ok()) {
+    w->root_wd = *wd;
+    wds_[*wd] = {w, "", ""};
+  } else {
+    spdlog::warn("{}; relying on the periodic rescan", wd.status().message());
+  }
+  w->ready = true;
+  spdlog::info("watching {} -> {} (model {}, settle {}ms, rescan {}ms)", w->cfg.drop, w->cfg.serve,
+               w->cfg.model, w->cfg.settle.count(), w->cfg.rescan.count());
+  w->rescan_timer->Start(w->cfg.rescan.count(), w->cfg.rescan.count());
+  ScheduleScan(w, 0);
+  MaybeReady();
+}
+
+void Daemon::MaybeReady() {
+  if (stopping_) return;
+  const bool all =
+      std::all_of(watches_.begin(), watches_.end(), [](const auto& w) { return w->attempted; });
+  if (!all) return;
+  if (!announced_ready_ || reloading_) {
+    notifier_.Notify("READY=1\nSTATUS=" + StatusLine(status_));
+    announced_ready_ = true;
+    reloading_ = false;
+    status_.state = "running";
+    StatusChanged();
+  }
+}
+
+void Daemon::RemoveWatch(Watch* w) {
+  for (auto it = wds_.begin(); it != wds_.end();) {
+    if (it->second.watch == w) {
+      inotify_->Remove(it->first);
+      it = wds_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  w->scan_timer->Close();
+  w->settle_timer->Close();
+  w->rescan_timer->Close();
+  w->ready = false;
+}
+
+// ---------------------------------------------------------------- readiness
+
+void Daemon::OnInotify(const InotifyWatcher::Event& e) {
+  if (stopping_) return;
+  if (e.mask & IN_Q_OVERFLOW) {
+    spdlog::warn("inotify queue overflowed: rescanning every drop folder");
+    for (auto& w : watches_) ScheduleScan(w.get(), 0);
+    return;
+  }
+  auto it = wds_.find(e.wd);
+  if (it == wds_.end()) return;
+  if (e.mask & IN_IGNORED) {
+    wds_.erase(it);
+    return;
+  }
+  WdTarget t = it->second;
+  Watch* w = t.watch;
+  if (t.entry.empty()) {  // the drop folder itself
+    if (e.mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
+      spdlog::error("drop folder {} was removed or moved; relying on the rescan", w->cfg.drop);
+      return;
+    }
+    if (e.name.empty() || e.name == ".weightdrop") return;
+    Candidate& c = w->entries[e.name];
+    c.last_change_ms = NowMs();
+    if (e.mask & IN_MOVED_TO) c.arrived_whole = true;
+    if (e.mask & (IN_MOVED_FROM | IN_DELETE)) c.arrived_whole = false;
+    ScheduleScan(w);
+    return;
+  }
+  auto entry = w->entries.find(t.entry);
+  if (entry == w->entries.end()) return;
+  entry->second.last_change_ms = NowMs();
+  if (t.rel.empty() && e.name == ".ready" &&
+      (e.mask & (IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE))) {
+    entry->second.ready_marker = true;
+  }
+  ScheduleScan(w);
+}
+
+void Daemon::ScheduleScan(Watch* w, int64_t delay_ms) {
+  if (stopping_ || !w->ready) return;
+  if (w->scanning) {
+    w->scan_again = true;
+    return;
+  }
+  if (!w->scan_timer->active() || delay_ms == 0) w->scan_timer->Start(delay_ms);
+}
+
+void Daemon::Scan(Watch* w) {
+  if (stopping_ || w->scanning) return;
+  w->scanning = true;
+  const std::string drop = w->cfg.drop;
+  auto out = std::make_shared<Result<std::vector<DropEntry>>>(Status::Environment("not scanned"));
+  RunOnWorker(
+      loop_, [drop, out] { *out = ScanDrop(drop); },
+      [this, w, out] { OnScanned(w, std::move(*out)); });
+}
+
+void Daemon::OnScanned(Watch* w, Result<std::vector<DropEntry>> r) {
+  w->scanning = false;
+  if (!w->ready || stopping_) return;  // removed or stopping meanwhile
+  if (!r.ok()) {
+    spdlog::error("cannot scan {}: {}", w->cfg.drop, r.status().message());
+    return;
+  }
+  const int64_t now = NowMs();
+  std::set<std::string> seen;
+  for (const DropEntry& e : *r) {
+    if (!IsBundleCandidate(e)) {
+      if (e.kind == DropEntry::Kind::kSymlink && !IsIgnoredName(e.name) &&
+          w->warned.insert(e.name).second) {
+        spdlog::warn("{}/{}: is a symbolic link; weightdrop never follows links (ignored)",
+                     w->cfg.drop, e.name);
+      }
+      w->entries.erase(e.name);
+      continue;
+    }
+    seen.insert(e.name);
+    Candidate& c = w->entries[e.name];
+    if (c.signature != e.signature) {
+      if (c.signature != 0) c.incomplete_since_ms = 0;
+      c.signature = e.signature;
+      c.last_change_ms = now;
+    }
+    if (e.ready_marker) c.ready_marker = true;
+    WatchSubdirs(w, e.name, c, e.subdirs);
+  }
+  for (auto it = w->entries.begin(); it != w->entries.end();) {
+    if (seen.count(it->first) == 0 && !it->second.busy) {
+      Unwatch(w, it->first, it->second);
+      it = w->entries.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (w->scan_again) {
+    w->scan_again = false;
+    ScheduleScan(w);
+  }
+  Evaluate(w);
+}
+
+void Daemon::WatchSubdirs(Watch* w, const std::string& entry, Candidate& c,
+                          const std::vector<std::string>& subdirs) {
+  std::vector<std::string> all = subdirs;
+  all.push_back("");  // the entry folder itself (for a folder bundle)
+  for (const auto& rel : all) {
+    if (c.subdirs.count(rel) != 0) continue;
+    const std::string path = w->cfg.drop + "/" + entry + (rel.empty() ? "" : "/" + rel);
+    if (rel.empty() && !std::filesystem::is_directory(std::filesystem::symlink_status(path))) {
+      continue;
+    }
+    auto wd = inotify_->Add(path);
+    if (!wd.ok()) continue;
+    wds_[*wd] = {w, entry, rel};
+    c.subdirs.insert(rel);
+  }
+}
+
+void Daemon::Unwatch(Watch* w, const std::string& entry, Candidate& c) {
+  for (auto it = wds_.begin(); it != wds_.end();) {
+    if (it->second.watch == w && it->second.entry == entry) {
+      inotify_->Remove(it->first);
+      it = wds_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  c.subdirs.clear();
+}
+
+void Daemon::Evaluate(Watch* w) {
+  if (stopping_ || !w->ready) return;
+  const int64_t now = NowMs();
+  const int64_t settle = w->cfg.settle.count();
+  int64_t next_due = -1;
+  std::vector<std::string> claim, probe;
+  for (auto& [name, c] : w->entries) {
+    if (c.busy || c.signature == 0) continue;
+    if (c.arrived_whole || c.ready_marker) {
+      claim.push_back(name);
+      continue;
+    }
+    const int64_t due = c.last_change_ms + settle;
+    if (now >= due && (c.incomplete_since_ms == 0 || now >= c.incomplete_since_ms + settle)) {
+      probe.push_back(name);
+    } else {
+      const int64_t at = std::max(due, c.incomplete_since_ms + settle);
+      if (next_due < 0 || at < next_due) next_due = at;
+    }
+  }
+  for (const auto& n : claim) Claim(w, n);
+  for (const auto& n : probe) Probe(w, n);
+  if (next_due >= 0) w->settle_timer->Start(next_due - now + 1);
+}
+
+// A settled bundle is opened once before it is claimed: a file still being
+// written (zip without its central directory, .npy shorter than its header)
+// is "not yet complete" and stays where it is.
+void Daemon::Probe(Watch* w, const std::string& name) {
+  Candidate& c = w->entries[name];
+  c.busy = true;
+  const std::string path = w->cfg.drop + "/" + name;
+  auto st = std::make_shared<Status>();
+  RunOnWorker(
+      loop_,
+      [path, st] {
+        auto b = Bundle::Open(path);
+        *st = b.ok() ? Status::Ok() : b.status();
+      },
+      [this, w, name, st] {
+        if (!w->ready || stopping_) return;
+        auto it = w->entries.find(name);
+        if (it == w->entries.end()) return;
+        Candidate& c = it->second;
+        c.busy = false;
+        const int64_t now = NowMs();
+        if (st->kind() == ErrorKind::kIncomplete && !st->ok()) {
+          if (c.incomplete_since_ms == 0) c.incomplete_since_ms = now;
+          const int64_t grace = std::max<int64_t>(30000, 10 * w->cfg.settle.count());
+          if (now - c.last_change_ms < grace) {
+            spdlog::debug("{}: not yet complete ({})", name, st->message());
+            w->settle_timer->Start(w->cfg.settle.count());
+            return;
+          }
+          spdlog::warn("{}: still incomplete after {}s without change: failing it", name,
+                       grace / 1000);
+        }
+        Claim(w, name);
+      });
+}
+
+void Daemon::Claim(Watch* w, const std::string& name) {
+  Candidate& c = w->entries[name];
+  c.busy = true;
+  Unwatch(w, name, c);
+  const WatchConfig cfg = w->cfg;
+  auto out = std::make_shared<Result<Claimed>>(Status::Environment("not claimed"));
+  auto is_link = std::make_shared<bool>(false);
+  RunOnWorker(
+      loop_,
+      [cfg, name, out, is_link] {
+        std::error_code ec;
+        if (std::filesystem::is_symlink(cfg.drop + "/" + name, ec)) {
+          *is_link = true;
+          return;
+        }
+        *out = ClaimBundle(cfg.drop, name);
+      },
+      [this, w, cfg, name, out, is_link] {
+        auto live = std::find_if(watches_.begin(), watches_.end(),
+                                 [w](const auto& p) { return p.get() == w; });
+        if (live != watches_.end()) w->entries.erase(name);
+        if (*is_link) {
+          spdlog::warn("{}/{}: is a symbolic link; weightdrop never follows links (ignored)",
+                       cfg.drop, name);
+          return;
+        }
+        if (!out->ok()) {
+          if (out->status().kind() != ErrorKind::kIncomplete) {
+            spdlog::error("{}", out->status().message());
+          }
+          return;
+        }
+        spdlog::info("claimed {}", (*out)->path);
+        auto model = ExpandModelTemplate(cfg.model, name, cfg.drop);
+        Job job{.cfg = cfg,
+                .claimed = **out,
+                .model = model.ok() ? *model : "",
+                .pre_error = model.ok() ? "" : model.status().message(),
+                .attempts = 0,
+                .recovered = false};
+        Enqueue(std::move(job));
+      });
+}
+
+// ---------------------------------------------------------------- publishing
+
+std::string QueueKey(const Job& j) {
+  return j.cfg.serve + "/" + (j.model.empty() ? "(invalid model)" : j.model);
+}
+
+void Daemon::Enqueue(Job job) {
+  const std::string key = QueueKey(job);
+  ModelQueue& q = queues_[key];
+  if (job.recovered) {
+    // Recovered bundles go before anything claimed in this run.
+    auto pos =
+        std::find_if(q.jobs.begin(), q.jobs.end(), [](const Job& j) { return !j.recovered; });
+    if (q.running && pos == q.jobs.begin()) ++pos;
+    q.jobs.insert(pos, std::move(job));
+  } else {
+    q.jobs.push_back(std::move(job));
+  }
+  StatusChanged();
+  Pump(key);
+}
+
+void Daemon::Pump(const std::string& key) {
+  ModelQueue& q = queues_[key];
+  if (stopping_ || q.running || q.jobs.empty() || (q.retry_timer && q.retry_timer->active())) {
+    return;
+  }
+  q.running = true;
+  StatusChanged();
+  RunJob(key);
+}
+
+// Publishes the job at the front of `key`'s queue on a worker, then moves the
+// bundle to done/ (or deletes it) or to failed/ — all disk work off the loop.
+void Daemon::RunJob(const std::string& key) {
+  const Job job = queues_[key].jobs.front();
+  auto out = std::make_shared<Outcome>();
+  RunOnWorker(
+      loop_,
+      [job, out] {
+        const auto start = Clock::now();
+        Status error;
+        if (!job.pre_error.empty()) {
+          error = Status::Config(job.pre_error);
+        } else {
+          PublishSettings s{.serve_root = job.cfg.serve,
+                            .model = job.model,
+                            .keep_versions = job.cfg.keep_versions,
+                            .skip_if_unchanged = true,
+                            .options = job.cfg.options};
+          auto r = PublishBundle(job.claimed.path, s, DefaultFileSystem(), nullptr);
+          if (r.ok()) {
+            out->kind = r->result.unchanged ? Outcome::kUnchanged : Outcome::kPublished;
+            out->version = r->result.version;
+            out->version_dir = r->result.version_dir;
+            out->warnings = r->result.warnings;
+            for (const auto& g : r->plan.groups) out->bytes += g.total_bytes;
+          } else {
+            error = r.status();
+          }
+        }
+        out->seconds = std::chrono::duration<double>(Clock::now() - start).count();
+        if (!error.ok() && error.kind() == ErrorKind::kEnvironment) {
+          out->kind = Outcome::kRetry;
+          out->error = error.message();
+          out->bundle_path = job.claimed.path;
+          return;
+        }
+        if (!error.ok()) {
+          out->kind = Outcome::kFailed;
+          out->error = error.message();
+          auto moved = QuarantineBundle(job.cfg.drop, job.claimed, error.message());
+          if (moved.ok()) {
+            out->bundle_path = *moved;
+          } else {
+            out->kind = Outcome::kRetry;
+            out->error =
+                error.message() + "; and moving it to failed/ failed: " + moved.status().message();
+          }
+          return;
+        }
+        if (job.cfg.on_success == OnSuccess::kDelete) {
+          Status d = DeleteBundle(job.claimed);
+          out->bundle_path = job.claimed.path;
+          if (!d.ok()) out->warnings.push_back(d.message());
+        } else {
+          auto moved = ArchiveBundle(job.cfg.drop, job.claimed);
+          out->bundle_path = moved.ok() ? *moved : job.claimed.path;
+          if (!moved.ok()) out->warnings.push_back(moved.status().message());
+        }
+      },
+      [this, key, out] { OnJobDone(key, std::move(*out)); });
+}
+
+void Daemon::OnJobDone(const std::string& key, Outcome o) {
+  ModelQueue& q = queues_[key];
+  q.running = false;
+  Job& job = q.jobs.front();
+  ModelStatus& m = status_.models[key];
+  m.model = job.model;
+  m.serve = job.cfg.serve;
+  m.last_bundle = job.claimed.name;
+  for (const auto& w : o.warnings) spdlog::warn("{}: {}", key, w);
+  switch (o.kind) {
+    case Outcome::kPublished:
+    case Outcome::kUnchanged:
+      if (o.kind == Outcome::kPublished) {
+        spdlog::info("published {} version {} from {} ({} bytes, {:.3f}s) -> {}", job.model,
+                     o.version, job.claimed.name, o.bytes, o.seconds, o.version_dir);
+        ++m.publishes;
+        m.bytes += o.bytes;
+        status_.RecordDuration(o.seconds);
+        m.last_result = "published";
+      } else {
+        spdlog::info("{} unchanged: {} is identical to the bundle version {} came from", job.model,
+                     job.claimed.name, o.version);
+        ++m.unchanged;
+        m.last_result = "unchanged";
+      }
+      m.current_version = o.version;
+      m.last_success_unix = UnixNow();
+      m.last_error.clear();
+      break;
+    case Outcome::kFailed:
+      spdlog::error("failed {}: {} (moved to {})", job.claimed.name, o.error, o.bundle_path);
+      ++m.failures;
+      m.last_result = "failed";
+      m.last_error = o.error;
+      break;
+    case Outcome::kRetry: {
+      ++job.attempts;
+      const int64_t backoff =
+          std::min<int64_t>(kMaxBackoffMs, int64_t{1000} << std::min(job.attempts - 1, 20));
+      spdlog::warn("retrying {} in {}s (attempt {}): {}", job.claimed.path, backoff / 1000,
+                   job.attempts, o.error);
+      m.last_result = "retrying";
+      m.last_error = o.error;
+      if (!q.retry_timer) {
+        q.retry_timer = std::make_unique<Timer>(loop_, [this, key] { Pump(key); });
+      }
+      q.retry_timer->Start(backoff);
+      StatusChanged();
+      MaybeFinishStop();
+      return;
+    }
+  }
+  RunHook(job, o);
+  q.jobs.pop_front();
+  StatusChanged();
+  Pump(key);
+  MaybeFinishStop();
+}
+
+void Daemon::RunHook(const Job& job, const Outcome& o) {
+  const bool failed = o.kind == Outcome::kFailed;
+  if (o.kind == Outcome::kUnchanged) return;
+  const auto& argv = failed ? job.cfg.hooks.on_failure : job.cfg.hooks.on_publish;
+  if (argv.empty() || stopping_) return;
+  HookEvent e{.event = failed ? "failure" : "publish",
+              .vars = {{"model", job.model},
+                       {"version", failed ? "" : std::to_string(o.version)},
+                       {"dir", o.version_dir},
+                       {"manifest",
+                        failed ? "" : job.cfg.serve + "/" + job.model + "/weights_manifest.json"},
+                       {"bundle", o.bundle_path},
+                       {"error", o.error}}};
+  hooks_.Run(argv, e, job.cfg.hooks.timeout, [this](int) { MaybeFinishStop(); });
+}
+
+// ---------------------------------------------------------------- signals
+
+void Daemon::OnSignal(int signum) {
+  if (signum == SIGHUP) {
+    if (!stopping_) Reload();
+    return;
+  }
+  if (stopping_) {
+    if (signum == SIGINT) {
+      spdlog::warn("second interrupt: exiting now; unfinished bundles stay in processing/");
+      spdlog::default_logger()->flush();
+      std::_Exit(1);
+    }
+    return;
+  }
+  spdlog::info("received {}: finishing in-flight publishes (up to {}s), taking no new work",
+               signum == SIGTERM ? "SIGTERM" : "SIGINT", cfg_.shutdown_timeout.count() / 1000.0);
+  BeginStop();
+}
+
+void Daemon::Reload() {
+  if (reloading_) return;
+  reloading_ = true;
+  status_.state = "reloading";
+  notifier_.Notify(SdNotifier::ReloadingMessage());
+  spdlog::info("SIGHUP: reloading {}", config_path_);
+  auto out = std::make_shared<Result<DaemonConfig>>(Status::Config("not loaded"));
+  const std::string path = config_path_;
+  RunOnWorker(
+      loop_, [path, out] { *out = LoadDaemonConfig(path); },
+      [this, out] {
+        if (stopping_) return;
+        if (!out->ok()) {
+          spdlog::error("reload failed, keeping the running configuration: {}",
+                        out->status().message());
+          MaybeReady();
+          if (reloading_) {  // watches still recovering: READY comes from them
+            notifier_.Notify("READY=1");
+            reloading_ = false;
+            status_.state = "running";
+          }
+          return;
+        }
+        Status log = SetupLogging((*out)->log_level, (*out)->log_format);
+        if (!log.ok()) spdlog::error("{}", log.message());
+        ApplyConfig(std::move(out->value()));
+        spdlog::info("configuration reloaded: {} watches", cfg_.watches.size());
+      });
+}
+
+size_t Daemon::RunningJobs() const {
+  size_t n = 0;
+  for (const auto& [k, q] : queues_) n += q.running ? 1 : 0;
+  return n;
+}
+
+void Daemon::BeginStop() {
+  stopping_ = true;
+  status_.state = "stopping";
+  notifier_.Notify("STOPPING=1");
+  for (auto& w : watches_) RemoveWatch(w.get());
+  for (auto& [k, q] : queues_) {
+    if (q.retry_timer) q.retry_timer->Close();
+  }
+  stop_timer_ = std::make_unique<Timer>(loop_, [this] {
+    spdlog::warn(
+        "shutdown_timeout reached with {} publishes running: exiting; their bundles stay "
+        "in processing/ and are published at the next start",
+        RunningJobs());
+    spdlog::default_logger()->flush();
+    std::_Exit(0);
+  });
+  stop_timer_->Start(cfg_.shutdown_timeout.count());
+  MaybeFinishStop();
+}
+
+void Daemon::MaybeFinishStop() {
+  if (!stopping_ || stopped_ || RunningJobs() > 0 || hooks_.running() > 0) return;
+  FinishStop();
+}
+
+void Daemon::FinishStop() {
+  stopped_ = true;
+  WriteStatus();
+  if (inotify_) inotify_->Close();
+  for (auto* s : signals_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(s),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_signal_t*>(h); });
+  }
+  signals_.clear();
+  if (watchdog_timer_) watchdog_timer_->Close();
+  if (status_timer_) status_timer_->Close();
+  if (stop_timer_) stop_timer_->Close();
+  hooks_.KillAll();
+  spdlog::info("stopped");
+}
+
+// ---------------------------------------------------------------- status
+
+void Daemon::StatusChanged() {
+  status_.watches.clear();
+  std::map<std::string, WatchStatus> by_drop;
+  for (const auto& w : watches_) by_drop[w->cfg.drop] = {w->cfg.drop, w->cfg.serve, 0, 0};
+  for (const auto& [key, q] : queues_) {
+    for (size_t i = 0; i < q.jobs.size(); ++i) {
+      auto it = by_drop.find(q.jobs[i].cfg.drop);
+      if (it == by_drop.end()) continue;
+      if (i == 0 && q.running)
+        ++it->second.in_flight;
+      else
+        ++it->second.queued;
+    }
+  }
+  for (auto& [d, ws] : by_drop) status_.watches.push_back(ws);
+  status_dirty_ = true;
+  if (status_timer_ && !status_timer_->active() && !stopped_) status_timer_->Start(100);
+}
+
+void Daemon::WriteStatus() {
+  if (status_writing_) return;  // the running write reschedules
+  status_writing_ = true;
+  status_dirty_ = false;
+  notifier_.Notify("STATUS=" + StatusLine(status_));
+  auto json = std::make_shared<std::string>(StatusToJson(status_));
+  auto prom = std::make_shared<std::string>(StatusToPrometheus(status_));
+  const std::string dir = cfg_.state_dir;
+  RunOnWorker(
+      loop_,
+      [dir, json, prom] {
+        FileSystem& fs = DefaultFileSystem();
+        Status a = fs.WriteFileAtomically(dir + "/status.json", *json);
+        Status b = fs.WriteFileAtomically(dir + "/weightdrop.prom", *prom);
+        if (!a.ok()) spdlog::warn("{}", a.message());
+        if (!b.ok()) spdlog::warn("{}", b.message());
+      },
+      [this] {
+        status_writing_ = false;
+        if (status_dirty_ && !stopped_) StatusChanged();
+      });
+}
+
+// Closes whatever is still open (after FinishStop, nothing should be).
+void CloseAll(uv_loop_t* loop) {
+  uv_walk(
+      loop,
+      [](uv_handle_t* h, void*) {
+        if (!uv_is_closing(h)) uv_close(h, nullptr);
+      },
+      nullptr);
+}
+
+}  // namespace
+
+int RunDaemon(const std::string& config_arg) {
+  // Absolute, so a reload after a chdir (or status readers) find the same file.
+  const std::string config_path = std::filesystem::absolute(config_arg).lexically_normal().string();
+  auto cfg = LoadDaemonConfig(config_path);
+  if (!cfg.ok()) {
+    spdlog::error("{}", cfg.status().message());
+    return 1;
+  }
+  if (Status log = SetupLogging(cfg->log_level, cfg->log_format); !log.ok()) {
+    spdlog::error("{}", log.message());
+    return 1;
+  }
+  // Publishes of different models, scans, claims and status writes share
+  // libuv's pool; the default of 4 threads would let 4 slow publishes stall
+  // everything else.
+  setenv("UV_THREADPOOL_SIZE", "16", 0);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  int code = 0;
+  {
+    Daemon d(&loop, config_path);
+    if (Status st = d.Start(std::move(cfg).value()); !st.ok()) {
+      spdlog::error("{}", st.message());
+      code = 1;
+      CloseAll(&loop);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (code == 0) code = d.exit_code();
+  }
+  CloseAll(&loop);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  if (uv_loop_close(&loop) != 0) spdlog::warn("event loop did not close cleanly");
+  return code;
+}
+
+}  // namespace wd

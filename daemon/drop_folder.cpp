@@ -1,0 +1,209 @@
+#include "daemon/drop_folder.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+
+#include "core/bundle.h"
+#include "core/file_system.h"
+
+namespace wd {
+namespace {
+
+constexpr const char* kMeta = ".weightdrop";
+
+std::string Meta(const std::string& drop, const char* sub) {
+  return drop + "/" + kMeta + "/" + sub;
+}
+
+void Mix(uint64_t& h, uint64_t v) { h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2); }
+
+void MixString(uint64_t& h, const std::string& s) {
+  for (unsigned char c : s) Mix(h, c);
+}
+
+void MixStat(uint64_t& h, const struct stat& st) {
+  Mix(h, static_cast<uint64_t>(st.st_size));
+  Mix(h, static_cast<uint64_t>(st.st_mtim.tv_sec) * 1000000000ull +
+             static_cast<uint64_t>(st.st_mtim.tv_nsec));
+  Mix(h, static_cast<uint64_t>(st.st_ino));
+  Mix(h, static_cast<uint64_t>(st.st_mode));
+}
+
+Result<std::vector<std::string>> ListNames(const std::string& dir) {
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return ErrnoStatus("cannot list " + dir, errno);
+  std::vector<std::string> names;
+  while (dirent* e = readdir(d)) {
+    const std::string n = e->d_name;
+    if (n != "." && n != "..") names.push_back(n);
+  }
+  closedir(d);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// Folds everything under `dir` (relative path `rel`) into the entry.
+void ScanTree(const std::string& dir, const std::string& rel, DropEntry& e, int depth) {
+  auto names = ListNames(dir);
+  if (!names.ok() || depth > 64) return;
+  for (const auto& n : *names) {
+    struct stat st;
+    const std::string path = dir + "/" + n;
+    if (lstat(path.c_str(), &st) != 0) continue;
+    MixString(e.signature, rel + n);
+    MixStat(e.signature, st);
+    if (rel.empty() && n == ".ready") e.ready_marker = true;
+    if (S_ISDIR(st.st_mode)) {
+      e.subdirs.push_back(rel + n);
+      ScanTree(path, rel + n + "/", e, depth + 1);
+    }
+  }
+}
+
+bool Exists(const std::string& p) {
+  struct stat st;
+  return lstat(p.c_str(), &st) == 0;
+}
+
+// `dir/name`, or `dir/name.2`, `.3`, ... whichever is free.
+std::string FreeName(const std::string& dir, const std::string& name) {
+  std::string p = dir + "/" + name;
+  for (int i = 2; Exists(p) || Exists(p + ".error.txt"); ++i) {
+    p = dir + "/" + name + "." + std::to_string(i);
+  }
+  return p;
+}
+
+std::string NewClaimId() {
+  static std::atomic<unsigned> counter{0};
+  const auto now = std::chrono::system_clock::now();
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch());
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%020lld-%06u", static_cast<long long>(ns.count()),
+                counter.fetch_add(1) % 1000000);
+  return buf;
+}
+
+Status Rename(const std::string& from, const std::string& to) {
+  if (rename(from.c_str(), to.c_str()) != 0) {
+    return ErrnoStatus("cannot move " + from + " to " + to, errno);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+bool IsBundleCandidate(const DropEntry& e) {
+  if (IsIgnoredName(e.name)) return false;
+  if (e.kind == DropEntry::Kind::kDir) return true;
+  return e.kind == DropEntry::Kind::kFile && (e.name.ends_with(".npz") || e.name.ends_with(".npy"));
+}
+
+Result<std::vector<DropEntry>> ScanDrop(const std::string& drop) {
+  WD_ASSIGN_OR_RETURN(std::vector<std::string> names, ListNames(drop));
+  std::vector<DropEntry> out;
+  for (const auto& n : names) {
+    if (n == kMeta) continue;
+    struct stat st;
+    const std::string path = drop + "/" + n;
+    if (lstat(path.c_str(), &st) != 0) continue;  // gone meanwhile
+    DropEntry e;
+    e.name = n;
+    MixStat(e.signature, st);
+    if (S_ISLNK(st.st_mode)) {
+      e.kind = DropEntry::Kind::kSymlink;
+    } else if (S_ISREG(st.st_mode)) {
+      e.kind = DropEntry::Kind::kFile;
+    } else if (S_ISDIR(st.st_mode)) {
+      e.kind = DropEntry::Kind::kDir;
+      if (!IsIgnoredName(n)) ScanTree(path, "", e, 0);
+    }
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+Status EnsureDropLayout(const std::string& drop) {
+  for (const std::string& d : {drop, drop + "/" + kMeta, Meta(drop, "processing"),
+                               Meta(drop, "done"), Meta(drop, "failed")}) {
+    if (mkdir(d.c_str(), 0755) != 0 && errno != EEXIST) {
+      return ErrnoStatus("cannot create " + d, errno);
+    }
+  }
+  return Status::Ok();
+}
+
+Result<Claimed> ClaimBundle(const std::string& drop, const std::string& name) {
+  Claimed c{.id = NewClaimId(), .name = name, .path = ""};
+  const std::string dir = Meta(drop, "processing") + "/" + c.id;
+  if (mkdir(dir.c_str(), 0755) != 0) return ErrnoStatus("cannot create " + dir, errno);
+  c.path = dir + "/" + name;
+  if (rename((drop + "/" + name).c_str(), c.path.c_str()) != 0) {
+    const int err = errno;
+    rmdir(dir.c_str());
+    if (err == ENOENT)
+      return Status::Incomplete(drop + "/" + name + ": gone before it was claimed");
+    return ErrnoStatus("cannot claim " + drop + "/" + name, err);
+  }
+  FileSystem& fs = DefaultFileSystem();
+  WD_RETURN_IF_ERROR(fs.SyncDir(dir));
+  WD_RETURN_IF_ERROR(fs.SyncDir(drop));
+  return c;
+}
+
+Result<std::vector<Claimed>> ListProcessing(const std::string& drop) {
+  const std::string root = Meta(drop, "processing");
+  WD_ASSIGN_OR_RETURN(std::vector<std::string> ids, ListNames(root));
+  std::vector<Claimed> out;
+  for (const auto& id : ids) {
+    auto names = ListNames(root + "/" + id);
+    if (!names.ok()) continue;  // a stray file: not ours
+    if (names->empty()) {
+      rmdir((root + "/" + id).c_str());  // a claim that crashed before its rename
+      continue;
+    }
+    for (const auto& n : *names)
+      out.push_back({.id = id, .name = n, .path = root + "/" + id + "/" + n});
+  }
+  return out;
+}
+
+Result<std::string> ArchiveBundle(const std::string& drop, const Claimed& c) {
+  const std::string to = FreeName(Meta(drop, "done"), c.name);
+  WD_RETURN_IF_ERROR(Rename(c.path, to));
+  rmdir((Meta(drop, "processing") + "/" + c.id).c_str());
+  WD_RETURN_IF_ERROR(DefaultFileSystem().SyncDir(Meta(drop, "done")));
+  return to;
+}
+
+Status DeleteBundle(const Claimed& c) {
+  WD_RETURN_IF_ERROR(DefaultFileSystem().RemoveTree(c.path));
+  rmdir(c.path.substr(0, c.path.rfind('/')).c_str());
+  return Status::Ok();
+}
+
+Result<std::string> QuarantineBundle(const std::string& drop, const Claimed& c,
+                                     const std::string& error) {
+  const std::string to = FreeName(Meta(drop, "failed"), c.name);
+  char when[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  const std::string text =
+      "bundle: " + drop + "/" + c.name + "\nfailed: " + when + "\nerror: " + error + "\n";
+  FileSystem& fs = DefaultFileSystem();
+  WD_RETURN_IF_ERROR(fs.WriteFileAtomically(to + ".error.txt", text));
+  WD_RETURN_IF_ERROR(Rename(c.path, to));
+  rmdir((Meta(drop, "processing") + "/" + c.id).c_str());
+  WD_RETURN_IF_ERROR(fs.SyncDir(Meta(drop, "failed")));
+  return to;
+}
+
+}  // namespace wd

@@ -1,0 +1,57 @@
+// DropFolder: the file-system side of one drop folder — listing candidate
+// bundles with a signature that changes whenever anything inside them does,
+// and moving a bundle through .weightdrop/processing, done and failed.
+// Every function here does disk I/O: call them on worker threads.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+namespace wd {
+
+struct DropEntry {
+  enum class Kind { kFile, kDir, kSymlink, kOther };
+  std::string name;
+  Kind kind = Kind::kOther;
+  uint64_t signature = 0;            // over names, sizes, mtimes and inodes inside
+  bool ready_marker = false;         // a folder holding ".ready"
+  std::vector<std::string> subdirs;  // folders inside a folder entry (relative)
+};
+
+// True for names that can be bundles: not ignored (SPEC §2), and a .npz /
+// .npy file or a folder.
+bool IsBundleCandidate(const DropEntry& e);
+
+// Lists the drop folder (never following links; .weightdrop skipped).
+Result<std::vector<DropEntry>> ScanDrop(const std::string& drop);
+
+// Creates drop/.weightdrop/{processing,done,failed}.
+Status EnsureDropLayout(const std::string& drop);
+
+// A claimed bundle: processing/<id>/<name>. The id sorts in claim order, so
+// bundles recovered at start keep their arrival order.
+struct Claimed {
+  std::string id;
+  std::string name;
+  std::string path;  // processing/<id>/<name>
+};
+
+// Renames drop/<name> into processing/<id>/<name>. kIncomplete if it is gone.
+Result<Claimed> ClaimBundle(const std::string& drop, const std::string& name);
+// Bundles left in processing/ (a crash or stop mid-publish), in claim order.
+Result<std::vector<Claimed>> ListProcessing(const std::string& drop);
+
+// After a publish: moves the bundle to done/<name> (or <name>.2, ...);
+// returns the new path.
+Result<std::string> ArchiveBundle(const std::string& drop, const Claimed& c);
+// on_success: delete.
+Status DeleteBundle(const Claimed& c);
+// After a failure of the bundle's own: moves it to failed/<name> and writes
+// failed/<name>.error.txt with `error`; returns the new bundle path.
+Result<std::string> QuarantineBundle(const std::string& drop, const Claimed& c,
+                                     const std::string& error);
+
+}  // namespace wd
