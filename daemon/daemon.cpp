@@ -970,7 +970,11 @@ int RunDaemon(const std::string& config_arg) {
   }
   CloseAll(&loop);
   uv_run(&loop, UV_RUN_DEFAULT);
-  if (uv_loop_close(&loop) != 0) spdlog::warn("event loop did not close cleanly");
+  if (uv_loop_close(&loop) != 0) {
+    // A handle or request outlived shutdown: a bug, so say it in the exit code.
+    spdlog::error("event loop did not close cleanly");
+    code = code == 0 ? 1 : code;
+  }
   return code;
 }
 
