@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <deque>
@@ -82,6 +83,7 @@ class Timer {
 };
 
 struct Candidate {
+  uint64_t seq = 0;  // order of first sight: bundles are claimed in arrival order
   uint64_t signature = 0;
   int64_t last_change_ms = 0;
   bool arrived_whole = false;  // moved in by rename: complete at once
@@ -169,8 +171,11 @@ class Daemon {
                     const std::vector<std::string>& subdirs);
   void Unwatch(Watch* w, const std::string& entry, Candidate& c);
   void Evaluate(Watch* w);
+  Candidate& Entry(Watch* w, const std::string& name);
   void Probe(Watch* w, const std::string& name);
   void Claim(Watch* w, const std::string& name);
+  void OnClaimed(Watch* w, const WatchConfig& cfg, const std::string& name, const std::string& id,
+                 const Result<Claimed>& claimed, bool is_link);
 
   // --- publishing
   void Enqueue(Job job);
@@ -208,6 +213,12 @@ class Daemon {
   bool stopped_ = false;
   bool status_writing_ = false;
   bool status_dirty_ = false;
+  uint64_t next_seq_ = 1;
+  // Claims dispatched to workers and not back yet: no job starts ahead of an
+  // earlier claim, so a model's bundles publish in arrival order.
+  std::set<std::string> pending_claims_;
+  // Read by workers: a claim that starts after shutdown began is skipped.
+  std::shared_ptr<std::atomic<bool>> stop_flag_ = std::make_shared<std::atomic<bool>>(false);
   int exit_code_ = 0;
 };
 
@@ -403,7 +414,7 @@ void Daemon::OnInotify(const InotifyWatcher::Event& e) {
       return;
     }
     if (e.name.empty() || e.name == ".weightdrop") return;
-    Candidate& c = w->entries[e.name];
+    Candidate& c = Entry(w, e.name);
     c.last_change_ms = NowMs();
     if (e.mask & IN_MOVED_TO) c.arrived_whole = true;
     if (e.mask & (IN_MOVED_FROM | IN_DELETE)) c.arrived_whole = false;
@@ -448,6 +459,9 @@ void Daemon::OnScanned(Watch* w, Result<std::vector<DropEntry>> r) {
   }
   const int64_t now = NowMs();
   std::set<std::string> seen;
+  // Entries first seen by this scan are numbered in the order they arrived.
+  std::stable_sort(r->begin(), r->end(),
+                   [](const DropEntry& a, const DropEntry& b) { return a.ctime_ns < b.ctime_ns; });
   for (const DropEntry& e : *r) {
     if (!IsBundleCandidate(e)) {
       if (e.kind == DropEntry::Kind::kSymlink && !IsIgnoredName(e.name) &&
@@ -459,7 +473,7 @@ void Daemon::OnScanned(Watch* w, Result<std::vector<DropEntry>> r) {
       continue;
     }
     seen.insert(e.name);
-    Candidate& c = w->entries[e.name];
+    Candidate& c = Entry(w, e.name);
     if (c.signature != e.signature) {
       if (c.signature != 0) c.incomplete_since_ms = 0;
       c.signature = e.signature;
@@ -512,6 +526,12 @@ void Daemon::Unwatch(Watch* w, const std::string& entry, Candidate& c) {
   c.subdirs.clear();
 }
 
+Candidate& Daemon::Entry(Watch* w, const std::string& name) {
+  Candidate& c = w->entries[name];
+  if (c.seq == 0) c.seq = next_seq_++;
+  return c;
+}
+
 void Daemon::Evaluate(Watch* w) {
   if (stopping_ || !w->ready) return;
   const int64_t now = NowMs();
@@ -532,6 +552,11 @@ void Daemon::Evaluate(Watch* w) {
       if (next_due < 0 || at < next_due) next_due = at;
     }
   }
+  auto by_arrival = [w](const std::string& a, const std::string& b) {
+    return w->entries[a].seq < w->entries[b].seq;
+  };
+  std::sort(claim.begin(), claim.end(), by_arrival);
+  std::sort(probe.begin(), probe.end(), by_arrival);
   for (const auto& n : claim) Claim(w, n);
   for (const auto& n : probe) Probe(w, n);
   if (next_due >= 0) w->settle_timer->Start(next_due - now + 1);
@@ -578,43 +603,51 @@ void Daemon::Claim(Watch* w, const std::string& name) {
   c.busy = true;
   Unwatch(w, name, c);
   const WatchConfig cfg = w->cfg;
-  auto out = std::make_shared<Result<Claimed>>(Status::Environment("not claimed"));
+  // The id is taken here, on the loop, in arrival order; claims finish on
+  // workers in any order and the queue sorts them back by id.
+  const std::string id = NewClaimId();
+  pending_claims_.insert(id);
+  auto out = std::make_shared<Result<Claimed>>(Status::Incomplete("not claimed"));
   auto is_link = std::make_shared<bool>(false);
   RunOnWorker(
       loop_,
-      [cfg, name, out, is_link] {
+      [cfg, name, id, out, is_link, stop = stop_flag_] {
+        if (stop->load()) return;  // shutting down: leave it in the drop folder
         std::error_code ec;
         if (std::filesystem::is_symlink(cfg.drop + "/" + name, ec)) {
           *is_link = true;
           return;
         }
-        *out = ClaimBundle(cfg.drop, name);
+        *out = ClaimBundle(cfg.drop, name, id);
       },
-      [this, w, cfg, name, out, is_link] {
-        auto live = std::find_if(watches_.begin(), watches_.end(),
-                                 [w](const auto& p) { return p.get() == w; });
-        if (live != watches_.end()) w->entries.erase(name);
-        if (*is_link) {
-          spdlog::warn("{}/{}: is a symbolic link; weightdrop never follows links (ignored)",
-                       cfg.drop, name);
-          return;
-        }
-        if (!out->ok()) {
-          if (out->status().kind() != ErrorKind::kIncomplete) {
-            spdlog::error("{}", out->status().message());
-          }
-          return;
-        }
-        spdlog::info("claimed {}", (*out)->path);
-        auto model = ExpandModelTemplate(cfg.model, name, cfg.drop);
-        Job job{.cfg = cfg,
-                .claimed = **out,
+      [this, w, cfg, name, id, out, is_link] { OnClaimed(w, cfg, name, id, *out, *is_link); });
+}
+
+void Daemon::OnClaimed(Watch* w, const WatchConfig& cfg, const std::string& name,
+                       const std::string& id, const Result<Claimed>& claimed, bool is_link) {
+  pending_claims_.erase(id);
+  auto live =
+      std::find_if(watches_.begin(), watches_.end(), [w](const auto& p) { return p.get() == w; });
+  if (live != watches_.end()) w->entries.erase(name);
+  if (is_link) {
+    spdlog::warn("{}/{}: is a symbolic link; weightdrop never follows links (ignored)", cfg.drop,
+                 name);
+  } else if (!claimed.ok()) {
+    if (claimed.status().kind() != ErrorKind::kIncomplete) {
+      spdlog::error("{}", claimed.status().message());
+    }
+  } else {
+    spdlog::info("claimed {}", claimed->path);
+    auto model = ExpandModelTemplate(cfg.model, name, cfg.drop);
+    Enqueue(Job{.cfg = cfg,
+                .claimed = *claimed,
                 .model = model.ok() ? *model : "",
                 .pre_error = model.ok() ? "" : model.status().message(),
                 .attempts = 0,
-                .recovered = false};
-        Enqueue(std::move(job));
-      });
+                .recovered = false});
+  }
+  // Queues held back for this claim may go now.
+  for (const auto& [key, q] : queues_) Pump(key);
 }
 
 // ---------------------------------------------------------------- publishing
@@ -626,15 +659,14 @@ std::string QueueKey(const Job& j) {
 void Daemon::Enqueue(Job job) {
   const std::string key = QueueKey(job);
   ModelQueue& q = queues_[key];
-  if (job.recovered) {
-    // Recovered bundles go before anything claimed in this run.
-    auto pos =
-        std::find_if(q.jobs.begin(), q.jobs.end(), [](const Job& j) { return !j.recovered; });
-    if (q.running && pos == q.jobs.begin()) ++pos;
-    q.jobs.insert(pos, std::move(job));
-  } else {
-    q.jobs.push_back(std::move(job));
-  }
+  // Recovered bundles first, then claim order (ids sort by claim time).
+  auto before = [](const Job& a, const Job& b) {
+    if (a.recovered != b.recovered) return a.recovered;
+    return a.claimed.id < b.claimed.id;
+  };
+  auto pos = q.jobs.begin() + (q.running ? 1 : 0);
+  while (pos != q.jobs.end() && !before(job, *pos)) ++pos;
+  q.jobs.insert(pos, std::move(job));
   StatusChanged();
   Pump(key);
 }
@@ -643,6 +675,10 @@ void Daemon::Pump(const std::string& key) {
   ModelQueue& q = queues_[key];
   if (stopping_ || q.running || q.jobs.empty() || (q.retry_timer && q.retry_timer->active())) {
     return;
+  }
+  const Job& next = q.jobs.front();
+  if (!next.recovered && !pending_claims_.empty() && *pending_claims_.begin() < next.claimed.id) {
+    return;  // an earlier claim is still on its way; its Enqueue pumps again
   }
   q.running = true;
   StatusChanged();
@@ -699,7 +735,7 @@ void Daemon::RunJob(const std::string& key) {
           return;
         }
         if (job.cfg.on_success == OnSuccess::kDelete) {
-          Status d = DeleteBundle(job.claimed);
+          Status d = DeleteBundle(job.cfg.drop, job.claimed);
           out->bundle_path = job.claimed.path;
           if (!d.ok()) out->warnings.push_back(d.message());
         } else {
@@ -844,6 +880,7 @@ size_t Daemon::RunningJobs() const {
 
 void Daemon::BeginStop() {
   stopping_ = true;
+  stop_flag_->store(true);
   status_.state = "stopping";
   notifier_.Notify("STOPPING=1");
   for (auto& w : watches_) RemoveWatch(w.get());

@@ -82,6 +82,17 @@ std::string FreeName(const std::string& dir, const std::string& name) {
   return p;
 }
 
+bool IsClaimId(const std::string& n) {
+  return n.size() == 27 && n[20] == '-' &&
+         std::all_of(n.begin(), n.end(), [](char c) { return c == '-' || (c >= '0' && c <= '9'); });
+}
+
+void RemoveClaimDir(const std::string& drop, const Claimed& c) {
+  if (!c.id.empty()) rmdir((Meta(drop, "processing") + "/" + c.id).c_str());
+}
+
+}  // namespace
+
 std::string NewClaimId() {
   static std::atomic<unsigned> counter{0};
   const auto now = std::chrono::system_clock::now();
@@ -91,6 +102,8 @@ std::string NewClaimId() {
                 counter.fetch_add(1) % 1000000);
   return buf;
 }
+
+namespace {
 
 Status Rename(const std::string& from, const std::string& to) {
   if (rename(from.c_str(), to.c_str()) != 0) {
@@ -118,6 +131,7 @@ Result<std::vector<DropEntry>> ScanDrop(const std::string& drop) {
     DropEntry e;
     e.name = n;
     MixStat(e.signature, st);
+    e.ctime_ns = static_cast<int64_t>(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec;
     if (S_ISLNK(st.st_mode)) {
       e.kind = DropEntry::Kind::kSymlink;
     } else if (S_ISREG(st.st_mode)) {
@@ -141,8 +155,9 @@ Status EnsureDropLayout(const std::string& drop) {
   return Status::Ok();
 }
 
-Result<Claimed> ClaimBundle(const std::string& drop, const std::string& name) {
-  Claimed c{.id = NewClaimId(), .name = name, .path = ""};
+Result<Claimed> ClaimBundle(const std::string& drop, const std::string& name,
+                            const std::string& id) {
+  Claimed c{.id = id, .name = name, .path = ""};
   const std::string dir = Meta(drop, "processing") + "/" + c.id;
   if (mkdir(dir.c_str(), 0755) != 0) return ErrnoStatus("cannot create " + dir, errno);
   c.path = dir + "/" + name;
@@ -163,7 +178,13 @@ Result<std::vector<Claimed>> ListProcessing(const std::string& drop) {
   const std::string root = Meta(drop, "processing");
   WD_ASSIGN_OR_RETURN(std::vector<std::string> ids, ListNames(root));
   std::vector<Claimed> out;
+  for (const auto& id : ids) {  // placed by hand: no claim folder
+    if (!IsClaimId(id) && !IsIgnoredName(id)) {
+      out.push_back({.id = "", .name = id, .path = root + "/" + id});
+    }
+  }
   for (const auto& id : ids) {
+    if (!IsClaimId(id)) continue;
     auto names = ListNames(root + "/" + id);
     if (!names.ok()) continue;  // a stray file: not ours
     if (names->empty()) {
@@ -179,14 +200,14 @@ Result<std::vector<Claimed>> ListProcessing(const std::string& drop) {
 Result<std::string> ArchiveBundle(const std::string& drop, const Claimed& c) {
   const std::string to = FreeName(Meta(drop, "done"), c.name);
   WD_RETURN_IF_ERROR(Rename(c.path, to));
-  rmdir((Meta(drop, "processing") + "/" + c.id).c_str());
+  RemoveClaimDir(drop, c);
   WD_RETURN_IF_ERROR(DefaultFileSystem().SyncDir(Meta(drop, "done")));
   return to;
 }
 
-Status DeleteBundle(const Claimed& c) {
+Status DeleteBundle(const std::string& drop, const Claimed& c) {
   WD_RETURN_IF_ERROR(DefaultFileSystem().RemoveTree(c.path));
-  rmdir(c.path.substr(0, c.path.rfind('/')).c_str());
+  RemoveClaimDir(drop, c);
   return Status::Ok();
 }
 
@@ -201,7 +222,7 @@ Result<std::string> QuarantineBundle(const std::string& drop, const Claimed& c,
   FileSystem& fs = DefaultFileSystem();
   WD_RETURN_IF_ERROR(fs.WriteFileAtomically(to + ".error.txt", text));
   WD_RETURN_IF_ERROR(Rename(c.path, to));
-  rmdir((Meta(drop, "processing") + "/" + c.id).c_str());
+  RemoveClaimDir(drop, c);
   WD_RETURN_IF_ERROR(fs.SyncDir(Meta(drop, "failed")));
   return to;
 }

@@ -17,6 +17,7 @@ struct DropEntry {
   std::string name;
   Kind kind = Kind::kOther;
   uint64_t signature = 0;            // over names, sizes, mtimes and inodes inside
+  int64_t ctime_ns = 0;              // of the entry itself: a rename into the folder sets it
   bool ready_marker = false;         // a folder holding ".ready"
   std::vector<std::string> subdirs;  // folders inside a folder entry (relative)
 };
@@ -39,16 +40,22 @@ struct Claimed {
   std::string path;  // processing/<id>/<name>
 };
 
+// A new claim id: sorts after every id made before it (on this clock).
+std::string NewClaimId();
+
 // Renames drop/<name> into processing/<id>/<name>. kIncomplete if it is gone.
-Result<Claimed> ClaimBundle(const std::string& drop, const std::string& name);
+Result<Claimed> ClaimBundle(const std::string& drop, const std::string& name,
+                            const std::string& id);
 // Bundles left in processing/ (a crash or stop mid-publish), in claim order.
+// A bundle placed directly in processing/ (by hand) comes first, with an
+// empty id.
 Result<std::vector<Claimed>> ListProcessing(const std::string& drop);
 
 // After a publish: moves the bundle to done/<name> (or <name>.2, ...);
 // returns the new path.
 Result<std::string> ArchiveBundle(const std::string& drop, const Claimed& c);
 // on_success: delete.
-Status DeleteBundle(const Claimed& c);
+Status DeleteBundle(const std::string& drop, const Claimed& c);
 // After a failure of the bundle's own: moves it to failed/<name> and writes
 // failed/<name>.error.txt with `error`; returns the new bundle path.
 Result<std::string> QuarantineBundle(const std::string& drop, const Claimed& c,

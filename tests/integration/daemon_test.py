@@ -1,0 +1,917 @@
+#!/usr/bin/python3
+"""Integration tests: the real `weightdrop run` daemon on real folders.
+
+Usage: /usr/bin/python3 daemon_test.py --binary PATH [--filter SUBSTR]
+
+Each check starts its own daemon (stderr to a file, NOTIFY_SOCKET on a
+datagram socket the test binds), drops bundles and polls the file system
+with bounded timeouts. A failed assertion prints FAIL with the reason and
+the daemon's log tail; a check that cannot run here prints SKIP. The last
+line is exactly "N passed, M failed"; the exit status is 1 when M > 0.
+"""
+
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+sys.dont_write_bytecode = True  # keep the source tree clean
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import daemon_util as U  # noqa: E402
+import hostile as H  # noqa: E402
+from daemon_util import Env, Skip, sha256_bytes, sha256_file, load_json, listdir  # noqa: E402
+
+CHECKS = []
+NOTES = []
+
+
+def check(name):
+    def register(fn):
+        CHECKS.append((name, fn))
+        return fn
+    return register
+
+
+def note(msg):
+    NOTES.append(msg)
+
+
+# --- shared assertions ------------------------------------------------------------
+
+def wait_published(d, w, model, version=1, timeout=10, done=None):
+    """Waits until serve/<model>/current -> version (and `done` in done/)."""
+    what = f"{w.serve}/{model}/current -> {version}"
+    if done is not None:
+        what += f" and {done} in {w.sub('done')}"
+    return d.wait(lambda: w.current(model) == str(version) and
+                  (done is None or done in w.done()), timeout, what)
+
+
+def check_pointers(d, w, model, v):
+    """current -> "v" (relative); pointer manifest = version manifest, "v/" paths."""
+    mdir = w.model_dir(model)
+    d.check(os.path.islink(os.path.join(mdir, "current")), f"{mdir}/current is not a symlink")
+    d.check(w.current(model) == str(v), f"current -> {w.current(model)!r}, expected {v!r}")
+    vman = load_json(os.path.join(mdir, str(v), "weights_manifest.json"))
+    pman = load_json(os.path.join(mdir, "weights_manifest.json"))
+    d.check(len(pman) == len(vman), f"pointer manifest has {len(pman)} groups, version {len(vman)}")
+    for i, (pg, vg) in enumerate(zip(pman, vman)):
+        d.check(pg["weights"] == vg["weights"], f"group {i + 1}: pointer weights differ")
+        want = [f"{v}/{p}" for p in vg["paths"]]
+        d.check(pg["paths"] == want, f"group {i + 1}: pointer paths {pg['paths']} != {want}")
+
+
+def check_source(d, w, model, v, digest):
+    pj = w.publish_json(model, v)
+    got = (pj.get("source") or {}).get("sha256")
+    d.check(got == digest, f"{model}/{v}/publish.json source.sha256 = {got!r}, bundle is {digest}")
+
+
+def check_clean(d, w):
+    d.check(w.processing() == [], f"processing/ not empty: {w.processing()}")
+    d.check(w.staging() == [], f"{w.serve}/.staging not empty: {w.staging()}")
+
+
+def verify(d, model_dir, against):
+    rc, out, err = U.wd("verify", model_dir, "--against", against, timeout=120)
+    d.check(rc == 0, f"weightdrop verify {model_dir} --against {against} exited {rc}:\n"
+            f"      stdout {out[-800:]!r}\n      stderr {err[-800:]!r}")
+
+
+def count_published_lines(d, model):
+    return sum(1 for line in d.log_lines() if f"published {model} version" in line)
+
+
+# --- 1. drop by rename ------------------------------------------------------------
+
+@check("01 rename into drop: taken at once, published, archived to done/")
+def drop_by_rename():
+    with Env("rename") as env:
+        w = env.watch(settle="5s")  # rename must not wait for settle
+        d = env.start()
+        for model, how in (("m1", "outside"), ("m2", "inside-tmp")):
+            data = U.npz_bytes(seed=len(model) + ord(model[-1]))
+            t0 = time.monotonic()
+            if how == "outside":
+                w.drop_by_rename(f"{model}.npz", data)
+            else:
+                tmp = os.path.join(w.drop, f".{model}.npz.tmp")
+                U.write_file(tmp, data)
+                os.rename(tmp, os.path.join(w.drop, f"{model}.npz"))
+            wait_published(d, w, model, 1, timeout=3, done=f"{model}.npz")
+            took = time.monotonic() - t0
+            d.check(took < 3, f"{model} ({how}) took {took:.2f}s; a rename is taken at once")
+            check_pointers(d, w, model, 1)
+            check_source(d, w, model, 1, sha256_bytes(data))
+            d.check(sha256_file(w.sub("done", f"{model}.npz")) == sha256_bytes(data),
+                    "done/ copy differs from the dropped bundle")
+            d.check(not os.path.exists(os.path.join(w.drop, f"{model}.npz")),
+                    f"{model}.npz still in the drop folder")
+            check_clean(d, w)
+        d.wait_log(r"published m2 version 1", 2)
+        d.stop()
+
+
+# --- 2. slow non-atomic write -----------------------------------------------------
+
+@check("02 slow write in place: published once, after the last chunk, never failed")
+def slow_write():
+    with Env("slow") as env:
+        w = env.watch(settle="500ms")
+        d = env.start()
+        data = U.npz_bytes(seed=2, n=20000)
+        path = os.path.join(w.drop, "slow.npz")
+        chunks = [data[: len(data) // 3], data[len(data) // 3: 2 * len(data) // 3],
+                  data[2 * len(data) // 3:]]
+        with open(path, "wb") as f:
+            for i, chunk in enumerate(chunks):
+                if i:
+                    time.sleep(0.1)
+                    d.check(os.path.exists(path), f"slow.npz claimed before chunk {i + 1} "
+                            "was written (quiet only 100ms, settle 500ms)")
+                    d.check(not os.path.exists(w.model_dir("slow")),
+                            f"serve/slow exists before chunk {i + 1} was written")
+                f.write(chunk)
+                f.flush()
+        wait_published(d, w, "slow", 1, timeout=10, done="slow.npz")
+        check_source(d, w, "slow", 1, sha256_bytes(data))
+        time.sleep(1.0)  # absence check: no second publish or failure shows up
+        d.check(w.versions("slow") == [1], f"versions {w.versions('slow')}, expected [1]")
+        d.check(w.failed() == [], f"failed/ holds {w.failed()}")
+        d.check(count_published_lines(d, "slow") == 1, "log has not exactly one 'published slow'")
+        d.stop()
+
+
+# --- 3. folder bundle with .ready -------------------------------------------------
+
+@check("03 folder bundle: .ready publishes long before settle")
+def folder_ready():
+    with Env("folder") as env:
+        w = env.watch(settle="5s")
+        d = env.start()
+        folder = os.path.join(w.drop, "modelx")
+        os.mkdir(folder)
+        rng = np.random.default_rng(3)
+        names = ["a", "b", "dense/kernel", "dense/bias"]
+        for name in names:
+            p = os.path.join(folder, *name.split("/")) + ".npy"
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+            np.save(p, rng.standard_normal(16).astype(np.float32))
+            time.sleep(0.2)
+        d.check(not os.path.exists(w.model_dir("modelx")), "published before .ready appeared")
+        digest = U.folder_digest(folder)
+        t0 = time.monotonic()
+        U.write_file(os.path.join(folder, ".ready"), b"")
+        wait_published(d, w, "modelx", 1, timeout=3, done="modelx")
+        took = time.monotonic() - t0
+        d.check(took < 3, f"published {took:.2f}s after .ready (settle is 5s)")
+        vman = load_json(os.path.join(w.model_dir("modelx"), "1", "weights_manifest.json"))
+        got = sorted(wt["name"] for g in vman for wt in g["weights"])
+        d.check(got == sorted(names), f"manifest weights {got}, expected {sorted(names)}")
+        check_source(d, w, "modelx", 1, digest)
+        verify(d, w.model_dir("modelx"), w.sub("done", "modelx"))
+        check_clean(d, w)
+        d.stop()
+
+
+# --- 4. several watches -----------------------------------------------------------
+
+@check("04 three drop folders, two serve roots (relative paths, per-watch shard_size)")
+def several_watches():
+    with Env("multi") as env:
+        w1 = env.watch("d1", serve="s1", _drop_text="./d1-drop", _serve_text="./s1")
+        w2 = env.watch("d2", serve="s1", _drop_text="d2-drop", _serve_text="s1")
+        w3 = env.watch("d3", serve="s2", _drop_text="./d3-drop", _serve_text="./s2",
+                       shard_size="1KiB")
+        d = env.start()  # cwd "/": relative paths must resolve against the config folder
+        want = {}
+        for w, model, seed in ((w1, "a", 41), (w2, "b", 42), (w3, "c", 43)):
+            data = U.npz_bytes(seed)
+            w.drop_by_rename(f"{model}.npz", data)
+            want[model] = (w, sha256_bytes(data))
+        slow = U.npz_bytes(44)
+        U.write_file(os.path.join(w2.drop, "b2.npz"), slow)  # in place: settles
+        want["b2"] = (w2, sha256_bytes(slow))
+        for model, (w, digest) in want.items():
+            wait_published(d, w, model, 1, timeout=10, done=f"{model}.npz")
+            check_source(d, w, model, 1, digest)
+        d.check(sorted(m for m in listdir(w1.serve) if not m.startswith(".")) ==
+                ["a", "b", "b2"], f"s1 holds {listdir(w1.serve)}, expected a, b, b2")
+        d.check(sorted(m for m in listdir(w3.serve) if not m.startswith(".")) == ["c"],
+                f"s2 holds {listdir(w3.serve)}, expected c")
+        c_shards = [n for n in listdir(os.path.join(w3.serve, "c", "1")) if n.endswith(".bin")]
+        a_shards = [n for n in listdir(os.path.join(w1.serve, "a", "1")) if n.endswith(".bin")]
+        d.check(len(c_shards) > 1, f"watch d3 has shard_size 1KiB but c has {c_shards}")
+        d.check(len(a_shards) == 1, f"watch d1 (default 4MiB shards) has {a_shards}")
+        d.stop()
+
+
+# --- 5. bad bundles ---------------------------------------------------------------
+
+def bad_object_npz():
+    return H.npz_bytes([("ok.npy", H.npy_bytes(np.arange(3, dtype=np.float32))),
+                        ("objweight.npy", H.object_npy())])
+
+
+@check("05 bad bundles go to failed/ with an error file; the daemon keeps serving")
+def bad_bundle():
+    with Env("bad") as env:
+        w = env.watch()
+        d = env.start()
+        cases = {
+            "objbad.npz": (bad_object_npz(), "objweight", ("object", "pickle", "|o", "dtype")),
+            "crcbad.npz": (H.npz_with_bad_crc("crcweight.npy", np.arange(50, dtype=np.float32)),
+                           "crcweight", ("crc", "checksum")),
+        }
+        for name, (data, _, _) in cases.items():
+            w.drop_by_rename(name, data)
+        for name, (data, weight, words) in cases.items():
+            d.wait(lambda: name in w.failed() and f"{name}.error.txt" in w.failed(), 10,
+                   f"failed/{name} and failed/{name}.error.txt")
+            text = open(w.sub("failed", f"{name}.error.txt"), encoding="utf-8",
+                        errors="replace").read()
+            d.check(name in text, f"{name}.error.txt does not name the bundle: {text!r}")
+            d.check(weight in text, f"{name}.error.txt does not name {weight!r}: {text!r}")
+            d.check(any(x in text.lower() for x in words),
+                    f"{name}.error.txt says none of {words}: {text!r}")
+            d.check(sha256_file(w.sub("failed", name)) == sha256_bytes(data),
+                    f"failed/{name} differs from what was dropped")
+            d.check(w.current(name[:-4]) is None, f"{name} was published")
+        d.check(any("failed" in line.lower() and "objbad" in line for line in d.log_lines()),
+                "no log line mentions the failure of objbad.npz")
+        good = U.npz_bytes(5)
+        w.drop_by_rename("good.npz", good)
+        wait_published(d, w, "good", 1, done="good.npz")
+        check_source(d, w, "good", 1, sha256_bytes(good))
+        check_clean(d, w)
+        d.stop()
+
+
+# --- 6. versions and retention ----------------------------------------------------
+
+@check("06 four versions of one model, keep_versions 2: versions 3 and 4 remain")
+def retention():
+    with Env("retain") as env:
+        w = env.watch(model="m", keep_versions=2)
+        d = env.start()
+        digests = []
+        for i in range(4):
+            data = U.npz_bytes(60 + i)
+            digests.append(sha256_bytes(data))
+            w.drop_by_rename(f"r{i + 1}.npz", data)
+        d.wait(lambda: len(w.done()) == 4 and w.current("m") == "4" and
+               w.versions("m") == [3, 4], 20, "4 bundles in done/, current -> 4, versions [3, 4]")
+        check_source(d, w, "m", 3, digests[2])
+        check_source(d, w, "m", 4, digests[3])
+        check_pointers(d, w, "m", 4)
+        check_clean(d, w)
+        d.stop()
+
+
+# --- 7. dedupe --------------------------------------------------------------------
+
+@check("07 identical re-drop: no new version, 'unchanged' logged, both in done/, no hook")
+def dedupe():
+    with Env("dedupe") as env:
+        hook_out = env.path("hook.out")
+        w = env.watch(hooks={"on_publish": ["/bin/sh", "-c", f"echo {{version}} >> {hook_out}"]})
+        d = env.start()
+        data = U.npz_bytes(7)
+        w.drop_by_rename("same.npz", data)
+        wait_published(d, w, "same", 1, done="same.npz")
+        d.wait(lambda: os.path.exists(hook_out), 5, "the on_publish hook of version 1")
+        w.drop_by_rename("same.npz", data)
+        d.wait(lambda: len(w.done()) == 2, 10, "the second same.npz in done/")
+        d.wait_log("unchanged", 3)
+        time.sleep(0.5)  # absence check: a hook for 'unchanged' would have run by now
+        d.check(w.versions("same") == [1], f"versions {w.versions('same')}, expected [1]")
+        d.check(w.current("same") == "1", f"current -> {w.current('same')}")
+        lines = open(hook_out).read().split()
+        d.check(lines == ["1"], f"on_publish ran {len(lines)} times ({lines}); not for unchanged")
+        for n in w.done():
+            d.check(sha256_file(w.sub("done", n)) == sha256_bytes(data), f"done/{n} differs")
+        check_clean(d, w)
+        d.stop()
+
+
+# --- 8. hooks ---------------------------------------------------------------------
+
+HOOK_PY = """#!/usr/bin/python3
+import json, os, sys
+rec = {"argv": sys.argv[2:],
+       "env": {k: v for k, v in os.environ.items() if k.startswith("WEIGHTDROP_")}}
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+os.write(fd, (json.dumps(rec) + "\\n").encode())
+os.close(fd)
+print("hello from hook", flush=True)
+"""
+
+
+def hook_records(path):
+    try:
+        with open(path) as f:
+            return [json.loads(x) for x in f if x.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def same_path(a, b):
+    return os.path.isabs(a) and os.path.realpath(a) == os.path.realpath(b)
+
+
+@check("08a hooks: placeholders in argv, WEIGHTDROP_* env, output logged")
+def hooks_placeholders():
+    with Env("h8a") as env:
+        script = U.write_file(env.path("hook.py"), HOOK_PY, 0o755)
+        pub_out, fail_out = env.path("publish.jsonl"), env.path("failure.jsonl")
+        keys = ["model", "version", "dir", "manifest", "bundle", "error"]
+        w = env.watch(model="m", hooks={
+            "on_publish": [script, pub_out] + [f"{k}={{{k}}}" for k in keys],
+            "on_failure": [script, fail_out] + [f"{k}={{{k}}}" for k in keys]})
+        d = env.start()
+        w.drop_by_rename("good.npz", U.npz_bytes(8))
+        wait_published(d, w, "m", 1, done="good.npz")
+        rec = d.wait(lambda: hook_records(pub_out), 5, "the on_publish hook's record")[0]
+        args = dict(a.split("=", 1) for a in rec["argv"])
+        env_ = rec["env"]
+        d.check(args["model"] == "m" and args["version"] == "1", f"argv {rec['argv']}")
+        expect = {"dir": w.model_dir("m") + "/1",
+                  "manifest": os.path.join(w.model_dir("m"), "weights_manifest.json"),
+                  "bundle": w.sub("done", "good.npz")}
+        for k, p in expect.items():
+            d.check(same_path(args[k], p), f"{{{k}}} = {args[k]!r}, expected {p}")
+            d.check(same_path(env_.get(f"WEIGHTDROP_{k.upper()}", ""), p),
+                    f"WEIGHTDROP_{k.upper()} = {env_.get('WEIGHTDROP_' + k.upper())!r}")
+        d.check(args["error"] == "", f"{{error}} on publish = {args['error']!r}")
+        d.check(env_.get("WEIGHTDROP_EVENT") == "publish", f"env {env_}")
+        d.check(env_.get("WEIGHTDROP_MODEL") == "m" and env_.get("WEIGHTDROP_VERSION") == "1",
+                f"env {env_}")
+        d.wait_log(r"hook publish m: hello from hook", 5, 0)
+
+        w.drop_by_rename("bad.npz", bad_object_npz())
+        d.wait(lambda: "bad.npz" in w.failed(), 10, "failed/bad.npz")
+        rec = d.wait(lambda: hook_records(fail_out), 5, "the on_failure hook's record")[0]
+        args = dict(a.split("=", 1) for a in rec["argv"])
+        env_ = rec["env"]
+        d.check(same_path(args["bundle"], w.sub("failed", "bad.npz")),
+                f"{{bundle}} = {args['bundle']!r}, expected failed/bad.npz")
+        d.check("objweight" in args["error"], f"{{error}} = {args['error']!r}")
+        d.check(env_.get("WEIGHTDROP_ERROR") == args["error"], f"env {env_}")
+        d.check(env_.get("WEIGHTDROP_EVENT") == "failure", f"env {env_}")
+        d.check(len(hook_records(pub_out)) == 1, "on_publish ran for the failed bundle")
+        d.stop()
+
+
+@check("08b hooks: a failing hook (exit 3) is logged; version and bundle unaffected")
+def hooks_failing():
+    with Env("h8b") as env:
+        w = env.watch(model="m", hooks={
+            "on_publish": ["/bin/sh", "-c", "echo marker-out-{version}; exit 3"]})
+        d = env.start()
+        data = U.npz_bytes(9)
+        w.drop_by_rename("b.npz", data)
+        wait_published(d, w, "m", 1, done="b.npz")
+        d.wait_log(r"hook publish m: marker-out-1", 5, 0)
+        line = d.wait_log(r"hook.*\b(exit(ed)?|code|status)\b\D{0,20}\b3\b", 5)
+        d.check("warn" in line.lower() or "error" in line.lower(),
+                f"non-zero hook exit not logged as a warning: {line!r}")
+        check_source(d, w, "m", 1, sha256_bytes(data))
+        check_clean(d, w)
+        w.drop_by_rename("b2.npz", U.npz_bytes(10))  # still taking work
+        wait_published(d, w, "m", 2, done="b2.npz")
+        d.stop()
+
+
+@check("08c hooks: timeout kills the hook's process group, is logged")
+def hooks_timeout():
+    with Env("h8c") as env:
+        pidfile = env.path("pids")
+        w = env.watch(model="m", hooks={
+            "on_publish": ["/bin/sh", "-c",
+                           f"sleep 60 & echo $$ $! > {pidfile}.tmp; mv {pidfile}.tmp {pidfile};"
+                           " sleep 60"],
+            "timeout": "1s"})
+        d = env.start()
+        w.drop_by_rename("b.npz", U.npz_bytes(11))
+        wait_published(d, w, "m", 1, done="b.npz")
+        pids = [int(x) for x in d.wait(lambda: open(pidfile).read().split(), 5, "the pid file")]
+        t0 = time.monotonic()
+        for pid in pids:
+            d.wait(lambda: U.process_gone(pid), 8, f"hook process {pid} to be killed")
+        d.check(time.monotonic() - t0 < 6, "hook outlived its 1s timeout by far")
+        d.wait_log(r"hook.*tim(ed|e)[ -]?out|tim(ed|e)[ -]?out.*hook", 3)
+        w.drop_by_rename("c.npz", U.npz_bytes(12))
+        wait_published(d, w, "m", 2, done="c.npz")
+        d.stop()
+
+
+# --- 9. SIGHUP --------------------------------------------------------------------
+
+@check("09a SIGHUP with a valid config: RELOADING=1+MONOTONIC_USEC, READY=1, new watch works")
+def sighup_valid():
+    with Env("hup") as env:
+        w1 = env.watch("a")
+        d = env.start()
+        w2 = env.watch("b")
+        env.write_config()
+        start = len(d.notify.snapshot())
+        t_before = time.clock_gettime(time.CLOCK_MONOTONIC)
+        d.signal(signal.SIGHUP)
+        i = d.wait_notify("RELOADING=1", 5, start)
+        text = d.notify.snapshot()[i][1]
+        m = re.search(r"^MONOTONIC_USEC=(\d+)$", text, re.M)
+        d.check(m is not None, f"RELOADING=1 datagram without MONOTONIC_USEC=: {text!r}")
+        usec = int(m.group(1))
+        t_after = time.clock_gettime(time.CLOCK_MONOTONIC)
+        d.check(t_before * 1e6 - 1e6 <= usec <= t_after * 1e6 + 1e6,
+                f"MONOTONIC_USEC={usec} not within [{t_before * 1e6:.0f}, {t_after * 1e6:.0f}]")
+        d.wait_notify("READY=1", 5, i + 1)
+        d.wait_log(r"watching\W*" + re.escape(w2.drop), 3, 0)
+        for w, model in ((w2, "new"), (w1, "old")):
+            data = U.npz_bytes(90 + len(model))
+            w.drop_by_rename(f"{model}.npz", data)
+            wait_published(d, w, model, 1, done=f"{model}.npz")
+            check_source(d, w, model, 1, sha256_bytes(data))
+        d.stop()
+
+
+@check("09b SIGHUP with an invalid config: file:line:col logged, old watches keep working")
+def sighup_invalid():
+    with Env("hupbad") as env:
+        wa, wb = env.watch("a"), env.watch("b")
+        d = env.start()
+        good_text = env.config_text()
+        for i, (bad, word) in enumerate((
+                ("watches: [unclosed\n  - drop: x\n", None),
+                (good_text.replace("settle: 200ms", "setle: 200ms", 1), "setle"))):
+            env.write_config(bad)
+            start = len(d.notify.snapshot())
+            n_lines = len(d.log_lines())
+            d.signal(signal.SIGHUP)
+            line = d.wait(lambda: next((ln for ln in d.log_lines()[n_lines:]
+                                        if re.search(r"config\.yaml:\d+:\d+", ln)), None),
+                          5, "a log line with config.yaml:LINE:COL")
+            if word:
+                d.check(word in line, f"the error does not name {word!r}: {line!r}")
+            r = d.notify.find(U.has_line("RELOADING=1"), start)
+            if r is not None:
+                d.wait_notify("READY=1", 5, r + 1)  # systemd would hang in 'reloading'
+            for w in (wa, wb):
+                model = f"m{i}{w.name}"
+                w.drop_by_rename(f"{model}.npz", U.npz_bytes(100 + 10 * i + len(w.name)))
+                wait_published(d, w, model, 1, done=f"{model}.npz")
+        d.stop()
+
+
+# --- 10 / 11. signals during a long publish ---------------------------------------
+
+BIG_SHARD = "32KiB"  # thousands of fsync'd shard files: the publish takes seconds
+
+
+def big_env(label, **top):
+    env = Env(label)
+    env.top["defaults"] = {"shard_size": BIG_SHARD}
+    env.top.update(top)
+    w = env.watch(model="big")
+    return env, w
+
+
+def drop_big(w):
+    src = U.big_bundle()
+    tmp = os.path.join(w.drop, ".big.npz.tmp")
+    os.link(src, tmp)  # same file system: no 128 MiB copy
+    os.rename(tmp, os.path.join(w.drop, "big.npz"))
+    return src
+
+
+def finish_after_restart(env, w, src, what):
+    """Restarts the daemon; the bundle must be published exactly once."""
+    d = env.start()
+    wait_published(d, w, "big", 1, timeout=60, done="big.npz")
+    d.check(w.versions("big") == [1], f"{what}: versions {w.versions('big')}, expected [1]")
+    verify(d, w.model_dir("big"), src)
+    check_clean(d, w)
+    d.stop()
+
+
+def sigterm_mid_publish(label, timeout_text, max_exit):
+    env, w = big_env(label, shutdown_timeout=timeout_text)
+    with env:
+        d = env.start()
+        src = drop_big(w)
+        d.wait(lambda: w.in_processing("big.npz"), 10, "big.npz in processing/", 0.002)
+        t0 = time.monotonic()
+        d.stop(timeout=max_exit + 10)
+        took = time.monotonic() - t0
+        d.check(took <= max_exit, f"exit took {took:.1f}s after SIGTERM (limit {max_exit}s)")
+        if w.current("big") is not None:
+            d.check(w.done() == ["big.npz"] and w.processing() == [],
+                    f"published, but done/ {w.done()} processing/ {w.processing()}")
+            d.check(w.versions("big") == [1], f"versions {w.versions('big')}")
+            verify(d, w.model_dir("big"), src)
+            note(f"{label}: SIGTERM let the publish finish ({took:.1f}s)")
+        else:
+            d.check(w.in_processing("big.npz") and w.done() == [],
+                    f"not published, but processing/ {w.processing()} done/ {w.done()}")
+            d.check(w.versions("big") == [], f"versions {w.versions('big')} without current")
+            note(f"{label}: SIGTERM left the bundle in processing/ ({took:.1f}s); restarting")
+            finish_after_restart(env, w, src, "after SIGTERM")
+
+
+@check("10a SIGTERM during a publish (shutdown_timeout 30s): exit 0, published or resumable")
+def sigterm_publish():
+    sigterm_mid_publish("sigterm", "30s", 30)
+
+
+@check("10b SIGTERM during a publish (shutdown_timeout 300ms): exit 0 in time, resumable")
+def sigterm_publish_short():
+    sigterm_mid_publish("sigtermshort", "300ms", 4)
+
+
+@check("11 kill -9 during a publish: restart publishes exactly once, staging cleaned")
+def sigkill_publish():
+    env, w = big_env("sigkill")
+    with env:
+        d = env.start()
+        src = drop_big(w)
+        d.wait(lambda: w.in_processing("big.npz"), 10, "big.npz in processing/", 0.002)
+        staging = os.path.join(w.serve, ".staging")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and w.current("big") is None:
+            if any(U.is_dir_nonempty(os.path.join(staging, n)) for n in listdir(staging)):
+                break
+            time.sleep(0.002)
+        caught = w.current("big") is None and bool(w.staging())
+        d.kill9()
+        note(f"kill -9 {'with' if caught else 'WITHOUT'} staging content "
+             f"(staging {w.staging()[:3]}, current {w.current('big')})")
+        finish_after_restart(env, w, src, "after kill -9")
+
+
+# --- 12. sd_notify ----------------------------------------------------------------
+
+@check("12a sd_notify: READY=1, STATUS= on change, WATCHDOG=1 every WATCHDOG_USEC/2")
+def notify_watchdog():
+    with Env("notify") as env:
+        w = env.watch()
+        d = env.start(extra_env={"WATCHDOG_USEC": "200000"})
+        start = len(d.notify.snapshot())
+        time.sleep(1.0)  # counting periodic messages needs a fixed window
+        n = d.notify.count("WATCHDOG=1", start)
+        d.check(n >= 5, f"{n} WATCHDOG=1 in 1s with WATCHDOG_USEC=200000 (expected ~10)")
+        start = len(d.notify.snapshot())
+        w.drop_by_rename("s.npz", U.npz_bytes(12))
+        wait_published(d, w, "s", 1, done="s.npz")
+        d.wait(lambda: d.notify.find(lambda t: re.search(r"^STATUS=.+", t, re.M), start)
+               is not None, 3, "a STATUS= message after the publish")
+        d.stop()
+
+
+@check("12b sd_notify: abstract socket ('@'), no WATCHDOG=1 when WATCHDOG_PID is another pid")
+def notify_abstract():
+    with Env("notifyabs") as env:
+        env.watch()
+        d = env.start(extra_env={"WATCHDOG_USEC": "200000", "WATCHDOG_PID": "1"},
+                      abstract=True)
+        time.sleep(1.0)
+        n = d.notify.count("WATCHDOG=1")
+        d.check(n == 0, f"{n} WATCHDOG=1 although WATCHDOG_PID=1 is not the daemon")
+        d.stop()
+
+
+# --- 13. status.json and metrics --------------------------------------------------
+
+PROM_LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)(\s+\d+)?$')
+BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, math.inf]
+
+
+def parse_prom(text):
+    """[(name, {label: value}, float)] of every sample; asserts the syntax."""
+    samples = []
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        m = PROM_LINE.match(line)
+        assert m, f"not a Prometheus sample line: {line!r}"
+        labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        samples.append((m.group(1), labels, float(m.group(3))))
+    return samples
+
+
+def prom_value(samples, name, **labels):
+    vals = [v for n, ls, v in samples
+            if n == name and all(ls.get(k) == x for k, x in labels.items())]
+    return vals[0] if len(vals) == 1 else None
+
+
+@check("13 status.json, weightdrop.prom and `weightdrop status`")
+def status_and_metrics():
+    with Env("status") as env:
+        w = env.watch()
+        d = env.start()
+        w.drop_by_rename("m.npz", U.npz_bytes(13))
+        w.drop_by_rename("bad.npz", bad_object_npz())
+        wait_published(d, w, "m", 1, done="m.npz")
+        d.wait(lambda: "bad.npz" in w.failed(), 10, "failed/bad.npz")
+        key_m, key_bad = f"{w.serve}/m", f"{w.serve}/bad"
+        st = d.wait(lambda: (lambda s: s if s["models"][key_m]["last_result"] == "published" and
+                             s["models"][key_bad]["last_result"] == "failed" else None)(
+                                 env.status()),
+                    5, f"status.json models {key_m} published and {key_bad} failed")
+        for k in ("pid", "started", "config", "state", "watches", "models", "totals"):
+            d.check(k in st, f"status.json lacks {k!r}: {sorted(st)}")
+        d.check(st["pid"] == d.pid, f"status pid {st['pid']} != {d.pid}")
+        d.check(st["state"] == "running", f"state {st['state']!r}")
+        d.check(same_path(st["config"], env.config_path), f"config {st['config']!r}")
+        d.check(len(st["watches"]) == 1 and
+                set(st["watches"][0]) >= {"drop", "serve", "queued", "in_flight"},
+                f"watches {st['watches']}")
+        m = st["models"][key_m]
+        for k in ("model", "serve", "current_version", "last_result", "last_error",
+                  "last_bundle", "last_success", "publishes", "failures"):
+            d.check(k in m, f"models[{key_m}] lacks {k!r}: {m}")
+        d.check(m["model"] == "m" and str(m["current_version"]) == "1", f"models[m] = {m}")
+        d.check(m["publishes"] == 1 and m["failures"] == 0, f"models[m] = {m}")
+        d.check(isinstance(m["last_success"], str) and m["last_success"][:2] == "20",
+                f"last_success {m['last_success']!r}")
+        b = st["models"][key_bad]
+        d.check(b["failures"] == 1 and "objweight" in (b["last_error"] or ""),
+                f"models[bad] = {b}")
+        t = st["totals"]
+        d.check(t.get("publishes", 0) >= 1 and t.get("failures", 0) >= 1 and
+                t.get("bytes", 0) > 0 and "unchanged" in t, f"totals {t}")
+
+        prom_path = os.path.join(env.state_dir, "weightdrop.prom")
+        samples = d.wait(lambda: (lambda s: s if (prom_value(
+            s, "weightdrop_publishes_total", model="m") or 0) >= 1 else None)(
+                parse_prom(open(prom_path).read())), 5,
+            "weightdrop_publishes_total{model=\"m\"} >= 1 in weightdrop.prom")
+        text = open(prom_path).read()
+        d.check(prom_value(samples, "weightdrop_publishes_total", model="m", serve=w.serve) == 1,
+                f"weightdrop_publishes_total for m/serve:\n{text}")
+        d.check(prom_value(samples, "weightdrop_failures_total", model="bad") == 1,
+                f"weightdrop_failures_total for bad:\n{text}")
+        d.check((prom_value(samples, "weightdrop_published_bytes_total", model="m") or 0) > 0,
+                "weightdrop_published_bytes_total for m")
+        d.check(prom_value(samples, "weightdrop_current_version", model="m") == 1,
+                "weightdrop_current_version for m")
+        ts = prom_value(samples, "weightdrop_last_success_timestamp_seconds", model="m") or 0
+        d.check(abs(ts - time.time()) < 600, f"last_success_timestamp {ts}")
+        d.check(any(n == "weightdrop_queue_depth" for n, _, _ in samples), "no queue depth")
+        les = sorted({float(ls["le"].replace("+Inf", "inf")) for n, ls, _ in samples
+                      if n == "weightdrop_publish_duration_seconds_bucket"})
+        d.check(les == BUCKETS, f"histogram buckets {les}, expected {BUCKETS}")
+        counts = [v for n, _, v in samples if n == "weightdrop_publish_duration_seconds_count"]
+        d.check(counts and sum(counts) >= 1, f"histogram _count {counts}")
+        d.check(any(n == "weightdrop_publish_duration_seconds_sum" for n, _, _ in samples),
+                "no histogram _sum")
+        d.check("# TYPE weightdrop_publish_duration_seconds histogram" in text, "no # TYPE line")
+
+        for args in (["--state-dir", env.state_dir], ["--config", env.config_path]):
+            rc, out, err = U.wd("status", *args)
+            d.check(rc == 0, f"weightdrop status {' '.join(args)} exited {rc}: {err!r}")
+            d.check(re.search(r"\bm\b", out) and "published" in out,
+                    f"weightdrop status output lacks model m / 'published': {out!r}")
+        rc, out, err = U.wd("status", "--state-dir", env.path("nonexistent"))
+        d.check(rc == 1, f"status with a missing state dir exited {rc}, expected 1")
+        d.stop()
+
+
+# --- 14. start-up recovery --------------------------------------------------------
+
+@check("14 at start: processing/ published first, then bundles that arrived while down")
+def startup_recovery():
+    with Env("startup") as env:
+        w = env.watch(model="m", keep_versions=5)
+        digests = {}
+        for name, seed in (("a.npz", 141), ("b.npz", 142)):
+            data = U.npz_bytes(seed)
+            U.write_file(os.path.join(w.drop, name), data)
+            digests[name] = sha256_bytes(data)
+        pre = U.npz_bytes(140)
+        U.write_file(w.sub("processing", "c.npz"), pre)
+        d = env.start()
+        d.wait(lambda: len(w.done()) == 3 and w.current("m") == "3", 15,
+               "processing/c.npz (left by a previous run), a.npz and b.npz (dropped while "
+               "down) all published: 3 in done/, current -> 3")
+        check_source(d, w, "m", 1, sha256_bytes(pre))
+        later = {w.publish_json("m", v)["source"]["sha256"] for v in (2, 3)}
+        d.check(later == set(digests.values()), "versions 2 and 3 are not a.npz and b.npz")
+        check_clean(d, w)
+        d.stop()
+
+
+# --- 15. not yet complete ---------------------------------------------------------
+
+@check("15 .npz without its central directory yet: waited for, not failed")
+def incomplete_npz():
+    with Env("incomplete") as env:
+        w = env.watch(settle="300ms")
+        d = env.start()
+        data = U.npz_bytes(15, n=2000)
+        cd = data.find(b"PK\x01\x02")
+        with open(os.path.join(w.drop, "half.npz"), "wb") as f:
+            f.write(data[:cd // 2])
+            f.flush()
+            time.sleep(1.0)  # > 3x settle, far less than 10x settle / 30 s
+            d.check(not any(n.startswith("half.npz") for n in w.failed()),
+                    f"an incomplete .npz went to failed/: {w.failed()}")
+            d.check(not os.path.exists(w.model_dir("half")), "an incomplete .npz was published")
+            f.write(data[cd // 2:])
+        wait_published(d, w, "half", 1, timeout=10, done="half.npz")
+        check_source(d, w, "half", 1, sha256_bytes(data))
+        d.check(w.failed() == [], f"failed/ holds {w.failed()}")
+        d.stop()
+
+
+# --- 16. symlinks -----------------------------------------------------------------
+
+@check("16 a symlink in the drop folder is not followed: warning, link left alone")
+def symlink_ignored():
+    with Env("symlink") as env:
+        w = env.watch()
+        d = env.start()
+        real = U.write_file(env.path("elsewhere", "real.npz"), U.npz_bytes(16))
+        digest = sha256_file(real)
+        link = os.path.join(w.drop, "link.npz")
+        os.symlink(real, link)
+        d.wait_log(r"(?=.*link\.npz)(?=.*warn)", 5)  # a warning naming the link
+        time.sleep(1.5)  # absence check over a settle and a rescan
+        d.check(os.path.islink(link) and os.readlink(link) == real, "the link was touched")
+        d.check(sha256_file(real) == digest, "the link target changed")
+        d.check(not os.path.exists(w.model_dir("link")), "the link's target was published")
+        d.check(w.done() + w.failed() + w.processing() == [], "the link was claimed")
+        d.stop()
+
+
+# --- 17. on_success: delete -------------------------------------------------------
+
+@check("17 on_success: delete removes the bundle after publishing")
+def on_success_delete():
+    with Env("delete") as env:
+        w = env.watch(on_success="delete")
+        d = env.start()
+        data = U.npz_bytes(17)
+        w.drop_by_rename("gone.npz", data)
+        wait_published(d, w, "gone", 1)
+        d.wait(lambda: w.processing() == [], 5, "processing/ to be empty")
+        check_source(d, w, "gone", 1, sha256_bytes(data))
+        d.check(w.done() == [], f"done/ holds {w.done()} with on_success: delete")
+        d.check(not os.path.exists(os.path.join(w.drop, "gone.npz")), "bundle still in drop/")
+        d.stop()
+
+
+# --- 18. log formats --------------------------------------------------------------
+
+RFC3339_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(Z|[+-]\d\d:\d\d)$")
+
+
+def publish_fail_and_warn(d, w):
+    w.drop_by_rename("j.npz", U.npz_bytes(18))
+    w.drop_by_rename("jbad.npz", bad_object_npz())
+    os.symlink("/etc/hostname", os.path.join(w.drop, "jlink.npz"))
+    wait_published(d, w, "j", 1, done="j.npz")
+    d.wait(lambda: "jbad.npz" in w.failed(), 10, "failed/jbad.npz")
+    d.wait_log(r"jlink\.npz", 5)
+
+
+@check("18a log_format json: every stderr line is a JSON object with ts, level, msg")
+def json_logs():
+    with Env("jsonlog") as env:
+        env.top["log_format"] = "json"
+        w = env.watch()
+        d = env.start()
+        publish_fail_and_warn(d, w)
+        d.stop()
+        levels, msgs = set(), []
+        for i, line in enumerate(d.log_lines()):
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                d.fail(f"log line {i + 1} is not JSON: {line!r}")
+            d.check(isinstance(obj, dict) and {"ts", "level", "msg"} <= set(obj),
+                    f"log line {i + 1} lacks ts/level/msg: {line!r}")
+            d.check(RFC3339_MS.match(str(obj["ts"])), f"ts not RFC 3339 with ms: {obj['ts']!r}")
+            levels.add(obj["level"])
+            msgs.append(obj["msg"])
+        d.check(any("published j version 1" in m for m in msgs), "no 'published j version 1'")
+        d.check(levels <= {"trace", "debug", "info", "warn", "warning", "error", "critical"},
+                f"levels {levels}")
+        d.check("info" in levels and levels & {"warn", "warning"},
+                f"levels seen {levels}: expected info and warn (the symlink) at least")
+
+
+def journal_stream(log_file):
+    """JOURNAL_STREAM naming the daemon's real stderr (device:inode), so a
+    daemon that checks it against fstat(2) also sees the journal."""
+    st = os.fstat(log_file.fileno())
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+@check("18b JOURNAL_STREAM set: every line starts with a syslog priority prefix")
+def journal_prefix():
+    with Env("journal") as env:
+        w = env.watch()
+        d = env.start(extra_env={"JOURNAL_STREAM": journal_stream})
+        publish_fail_and_warn(d, w)
+        d.stop()
+        lines = d.log_lines()
+        for line in lines:
+            d.check(re.match(r"^<[0-7]>", line), f"line without a <N> prefix: {line!r}")
+        pub = [ln for ln in lines if "published j version 1" in ln]
+        d.check(pub and all(ln.startswith("<6>") for ln in pub), f"publish line not <6>: {pub}")
+        warn = [ln for ln in lines if "jlink.npz" in ln]
+        d.check(any(ln.startswith("<4>") for ln in warn), f"no <4> line for the symlink: {warn}")
+        fail = [ln for ln in lines if "jbad" in ln and ln[:3] in ("<3>", "<4>")]
+        d.check(fail, "the failed bundle is not logged at error or warning priority")
+
+
+# --- 19. environment errors -------------------------------------------------------
+
+@check("19 ENOSPC on the serve root: bundle stays in processing/, retrying, then published")
+def enospc_retry():
+    with Env("enospc") as env:
+        w = env.watch(model="m")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", w.serve],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise Skip(f"cannot mount a small tmpfs: {r.stderr.strip()}")
+        env.mounts.append(w.serve)
+        d = env.start()
+        data = U.npz_bytes(19, n=60000)  # ~1 MiB of random float32 > 64 KiB
+        w.drop_by_rename("full.npz", data)
+        key = f"{w.serve}/m"
+        m = d.wait(lambda: (lambda s: s if s["last_result"] == "retrying" else None)(
+            env.status()["models"][key]), 10, f"status.json models[{key}] retrying")
+        err = (m.get("last_error") or "").lower()
+        d.check("space" in err or "enospc" in err, f"last_error {m.get('last_error')!r}")
+        d.check(w.in_processing("full.npz"), f"full.npz not in processing/: {w.processing()}")
+        d.check(w.failed() == [], "an environment error moved the bundle to failed/")
+        d.wait_log("retrying", 3)
+        r = subprocess.run(["mount", "-o", "remount,size=16m", w.serve], capture_output=True,
+                           text=True)
+        d.check(r.returncode == 0, f"remount failed: {r.stderr}")
+        wait_published(d, w, "m", 1, timeout=20, done="full.npz")
+        check_source(d, w, "m", 1, sha256_bytes(data))
+        check_clean(d, w)
+        st = d.wait(lambda: (lambda s: s if s["last_result"] == "published" else None)(
+            env.status()["models"][key]), 5, "status published after the retry")
+        d.check(str(st["current_version"]) == "1", f"status {st}")
+        d.stop()
+
+
+# --- runner -----------------------------------------------------------------------
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--binary", required=True)
+    ap.add_argument("--filter", default="", help="run only checks whose name contains this")
+    ap.add_argument("--keep", action="store_true", help="keep the temp folder")
+    args = ap.parse_args()
+    U.BINARY = os.path.abspath(args.binary)
+    U.KEEP = args.keep
+    if not os.access(U.BINARY, os.X_OK):
+        print(f"daemon_test: {U.BINARY} is not an executable", file=sys.stderr)
+        return 2
+    passed = failed = skipped = 0
+    t0 = time.monotonic()
+    try:
+        for name, fn in CHECKS:
+            if args.filter and args.filter not in name:
+                continue
+            t = time.monotonic()
+            try:
+                fn()
+                print(f"PASS {name} ({time.monotonic() - t:.1f}s)", flush=True)
+                passed += 1
+            except Skip as e:
+                print(f"SKIP {name}: {e}", flush=True)
+                skipped += 1
+            except AssertionError as e:
+                print(f"FAIL {name}\n      {e}", flush=True)
+                failed += 1
+            except Exception as e:  # a bug in the check itself, or an OS error
+                print(f"FAIL {name}\n      {type(e).__name__}: {e}", flush=True)
+                failed += 1
+    finally:
+        if U.BASE and not args.keep:
+            shutil.rmtree(U.BASE, ignore_errors=True)
+        elif U.BASE:
+            print(f"kept {U.BASE}")
+    for n in NOTES:
+        print(f"note: {n}")
+    print(f"({time.monotonic() - t0:.1f}s, {skipped} skipped)")
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
