@@ -17,16 +17,9 @@ namespace wd {
 namespace {
 
 namespace fs = std::filesystem;
+using yaml::Describe;
 using yaml::ErrorAt;
 using yaml::KeyRule;
-
-// What a node is, for "expected X, got Y" messages.
-std::string Describe(const YAML::Node& node) {
-  if (node.IsScalar()) return "'" + node.Scalar() + "'";
-  if (node.IsSequence()) return "a list";
-  if (node.IsMap()) return "a mapping";
-  return "nothing";
-}
 
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 
@@ -278,14 +271,7 @@ Status ApplyRescan(const std::string& file, const YAML::Node& value, WatchDraft*
 }
 
 Status ApplyKeepVersions(const std::string& file, const YAML::Node& value, WatchDraft* out) {
-  const std::string s = value.IsScalar() ? value.Scalar() : "";
-  const bool digits = !s.empty() && s.size() <= 6 && s.find_first_not_of("0123456789") == s.npos;
-  if (!digits || std::stoi(s) < 1) {
-    return ErrorAt(file, value,
-                   "keep_versions: expected a whole number >= 1, got " + Describe(value));
-  }
-  out->config.keep_versions = std::stoi(s);
-  return Status::Ok();
+  return yaml::WholeNumberValue(file, value, "keep_versions", 1, &out->config.keep_versions);
 }
 
 constexpr const char* kOnSuccessNames[] = {"archive", "delete"};
@@ -511,26 +497,6 @@ Result<DaemonConfig> ParseRoot(const YAML::Node& root, const std::string& file) 
   return std::move(top.config);
 }
 
-Result<std::string> ReadConfigText(const std::string& path) {
-  const std::string what = "cannot read config " + path + ": ";
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::Config(what + std::strerror(errno));
-  struct stat st;
-  std::string error;
-  if (::fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)) error = "not a regular file";
-  std::string text;
-  char buf[65536];
-  while (error.empty()) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n == 0) break;
-    if (n > 0) text.append(buf, static_cast<size_t>(n));
-    if (n < 0 && errno != EINTR) error = std::strerror(errno);
-  }
-  ::close(fd);
-  if (!error.empty()) return Status::Config(what + error);
-  return text;
-}
-
 }  // namespace
 
 Result<Millis> ParseDuration(const std::string& text) {
@@ -599,12 +565,8 @@ bool LooksLikeDaemonConfig(const std::string& yaml_text) {
 
 Result<DaemonConfig> ParseDaemonConfig(const std::string& yaml_text, const std::string& file) {
   try {
-    std::vector<YAML::Node> docs = YAML::LoadAll(yaml_text);
-    if (docs.size() > 1) {
-      return ErrorAt(file, docs[1],
-                     "expected one YAML document, found " + std::to_string(docs.size()));
-    }
-    return ParseRoot(docs.empty() ? YAML::Node() : docs[0], file);
+    WD_ASSIGN_OR_RETURN(YAML::Node root, yaml::LoadOneDocument(yaml_text, file));
+    return ParseRoot(root, file);
   } catch (const YAML::Exception& e) {
     return yaml::FromException(file, e);
   } catch (const std::exception& e) {
@@ -615,7 +577,7 @@ Result<DaemonConfig> ParseDaemonConfig(const std::string& yaml_text, const std::
 }
 
 Result<DaemonConfig> LoadDaemonConfig(const std::string& path) {
-  WD_ASSIGN_OR_RETURN(std::string text, ReadConfigText(path));
+  WD_ASSIGN_OR_RETURN(std::string text, yaml::ReadConfigFile(path));
   return ParseDaemonConfig(text, path);
 }
 

@@ -16,20 +16,6 @@ namespace wd {
 namespace yaml {
 namespace {
 
-// What a node is, for "expected X, got Y" messages.
-std::string Describe(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Scalar:
-      return "'" + node.Scalar() + "'";
-    case YAML::NodeType::Sequence:
-      return "a list";
-    case YAML::NodeType::Map:
-      return "a mapping";
-    default:
-      return "nothing";
-  }
-}
-
 // A plain (unquoted) or !!bool scalar spelled as a YAML 1.2 boolean.
 bool IsBool(const YAML::Node& node, bool value) {
   if (!node.IsScalar()) return false;
@@ -103,14 +89,7 @@ constexpr KeyRule<GroupRule> kGroupKeys[] = {
 };
 
 Status ApplyByPrefix(const std::string& file, const YAML::Node& value, int* out) {
-  const std::string s = value.IsScalar() ? value.Scalar() : "";
-  const bool digits = !s.empty() && s.size() <= 6 && s.find_first_not_of("0123456789") == s.npos;
-  if (!digits || std::stoi(s) < 1) {
-    return ErrorAt(file, value,
-                   "groups: by_prefix: expected a whole number >= 1, got " + Describe(value));
-  }
-  *out = std::stoi(s);
-  return Status::Ok();
+  return WholeNumberValue(file, value, "groups: by_prefix", 1, out);
 }
 
 constexpr KeyRule<int> kByPrefixKeys[] = {{"by_prefix", ApplyByPrefix}};
@@ -213,6 +192,67 @@ constexpr KeyRule<PipelineOptions> kPipelineKeys[] = {
 
 }  // namespace
 
+// What a node is, for "expected X, got Y" messages.
+std::string Describe(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Scalar:
+      return "'" + node.Scalar() + "'";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a mapping";
+    default:
+      return "nothing";
+  }
+}
+
+// The single document of `text` (a null node when there is none).
+Result<YAML::Node> LoadOneDocument(const std::string& text, const std::string& file) {
+  std::vector<YAML::Node> docs = YAML::LoadAll(text);
+  if (docs.size() > 1) {
+    return ErrorAt(file, docs[1],
+                   "expected one YAML document, found " + std::to_string(docs.size()));
+  }
+  return docs.empty() ? YAML::Node() : docs[0];
+}
+
+Result<std::string> ReadConfigFile(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::Config("cannot read config " + path + ": " + std::strerror(errno));
+  struct stat st;
+  std::string text;
+  Status status;
+  if (::fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)) {
+    status = Status::Config("cannot read config " + path + ": not a regular file");
+  }
+  char buf[65536];
+  while (status.ok()) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n == 0) break;
+    if (n > 0) {
+      text.append(buf, static_cast<size_t>(n));
+    } else if (errno != EINTR) {
+      status = Status::Config("cannot read config " + path + ": " + std::strerror(errno));
+    }
+  }
+  ::close(fd);
+  if (!status.ok()) return status;
+  return text;
+}
+
+Status WholeNumberValue(const std::string& file, const YAML::Node& value, const std::string& what,
+                        int min, int* out) {
+  const std::string s = value.IsScalar() ? value.Scalar() : "";
+  const bool digits = !s.empty() && s.size() <= 6 && s.find_first_not_of("0123456789") == s.npos;
+  if (!digits || std::stoi(s) < min) {
+    return ErrorAt(
+        file, value,
+        what + ": expected a whole number >= " + std::to_string(min) + ", got " + Describe(value));
+  }
+  *out = std::stoi(s);
+  return Status::Ok();
+}
+
 std::string Where(const std::string& file, const YAML::Mark& mark) {
   if (mark.is_null() || mark.line < 0) return file;
   return file + ":" + std::to_string(mark.line + 1) + ":" + std::to_string(mark.column + 1);
@@ -273,49 +313,11 @@ Status ApplyPipelineNode(const std::string& file, const YAML::Node& node,
 
 }  // namespace yaml
 
-namespace {
-
-// The single document of `text` (a null node when there is none).
-Result<YAML::Node> LoadOneDocument(const std::string& text, const std::string& file) {
-  std::vector<YAML::Node> docs = YAML::LoadAll(text);
-  if (docs.size() > 1) {
-    return yaml::ErrorAt(file, docs[1],
-                         "expected one YAML document, found " + std::to_string(docs.size()));
-  }
-  return docs.empty() ? YAML::Node() : docs[0];
-}
-
-Result<std::string> ReadConfigFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::Config("cannot read config " + path + ": " + std::strerror(errno));
-  struct stat st;
-  std::string text;
-  Status status;
-  if (::fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)) {
-    status = Status::Config("cannot read config " + path + ": not a regular file");
-  }
-  char buf[65536];
-  while (status.ok()) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n == 0) break;
-    if (n > 0) {
-      text.append(buf, static_cast<size_t>(n));
-    } else if (errno != EINTR) {
-      status = Status::Config("cannot read config " + path + ": " + std::strerror(errno));
-    }
-  }
-  ::close(fd);
-  if (!status.ok()) return status;
-  return text;
-}
-
-}  // namespace
-
 Result<PipelineOptions> ParsePipelineConfigOver(const std::string& yaml_text,
                                                 const std::string& file,
                                                 const PipelineOptions& base) {
   try {
-    WD_ASSIGN_OR_RETURN(YAML::Node root, LoadOneDocument(yaml_text, file));
+    WD_ASSIGN_OR_RETURN(YAML::Node root, yaml::LoadOneDocument(yaml_text, file));
     PipelineOptions options = base;
     WD_RETURN_IF_ERROR(yaml::ApplyPipelineNode(file, root, &options));
     return options;
@@ -333,7 +335,7 @@ Result<PipelineOptions> ParsePipelineConfig(const std::string& yaml_text, const 
 }
 
 Result<PipelineOptions> LoadPipelineConfig(const std::string& path) {
-  WD_ASSIGN_OR_RETURN(std::string text, ReadConfigFile(path));
+  WD_ASSIGN_OR_RETURN(std::string text, yaml::ReadConfigFile(path));
   return ParsePipelineConfig(text, path);
 }
 

@@ -23,6 +23,16 @@ std::string Where(const std::string& file, const YAML::Mark& mark);
 Status ErrorAt(const std::string& file, const YAML::Node& node, const std::string& message);
 // A kConfig error for a yaml-cpp exception (syntax errors carry a position).
 Status FromException(const std::string& file, const YAML::Exception& e);
+// What a node is, for "expected X, got Y" messages: 'text', a list, ...
+std::string Describe(const YAML::Node& node);
+// The single document of `text` (a null node when there is none). Throws
+// what yaml-cpp throws.
+Result<YAML::Node> LoadOneDocument(const std::string& text, const std::string& file);
+// A config file's text; kConfig errors name the path.
+Result<std::string> ReadConfigFile(const std::string& path);
+// A scalar whole number >= min (at most 6 digits) into *out.
+Status WholeNumberValue(const std::string& file, const YAML::Node& value, const std::string& what,
+                        int min, int* out);
 
 // Calls visit(key, key_node, value) for each entry of mapping `node` in
 // document order, stopping at the first error. A null node is an empty

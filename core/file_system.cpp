@@ -274,7 +274,9 @@ class PosixFileSystem : public FileSystem {
   }
 };
 
-std::string RandomSuffix() {
+}  // namespace
+
+std::string RandomHexSuffix() {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   static const char kHex[] = "0123456789abcdef";
   std::string s;
@@ -283,8 +285,6 @@ std::string RandomSuffix() {
   return s;
 }
 
-}  // namespace
-
 // Writes a temporary file next to `path`, syncs it, renames it over `path`
 // and syncs the folder (LevelDB SetCurrentFile, Redis rdbSave). The
 // temporary is removed on any failure, so `path` is either the old or the
@@ -292,7 +292,7 @@ std::string RandomSuffix() {
 Status FileSystem::WriteFileAtomically(const std::string& path, const std::string& contents) {
   const size_t slash = path.rfind('/');
   const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + RandomSuffix();
+  const std::string tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + RandomHexSuffix();
   WD_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file, NewWritableFile(tmp));
   Status st = file->Append(contents.data(), contents.size());
   if (st.ok()) st = file->Sync();

@@ -46,4 +46,7 @@ class FileSystem {
 // The real POSIX file system.
 FileSystem& DefaultFileSystem();
 
+// 12 random hex digits, for temporary and staging names.
+std::string RandomHexSuffix();
+
 }  // namespace wd

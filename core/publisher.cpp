@@ -49,15 +49,6 @@ constexpr char kProvenanceFile[] = "publish.json";
 constexpr char kCurrentLink[] = "current";
 constexpr char kCurrentTmpPrefix[] = ".current.tmp-";
 
-std::string RandomHex() {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  static const char kHex[] = "0123456789abcdef";
-  std::string s;
-  uint64_t r = rng();
-  for (int i = 0; i < 12; ++i, r >>= 4) s += kHex[r & 0xf];
-  return s;
-}
-
 std::string Join(const std::string& dir, const std::string& name) {
   if (!dir.empty() && dir.back() == '/') return dir + name;
   return dir + "/" + name;
@@ -80,7 +71,7 @@ struct Layout {
   std::string In(const std::string& name) const { return Join(model_dir, name); }
   // A fresh name under S/.staging: "<M>.<pid>.<random>".
   std::string NewStagingName() const {
-    return Join(staging, model + "." + std::to_string(::getpid()) + "." + RandomHex());
+    return Join(staging, model + "." + std::to_string(::getpid()) + "." + RandomHexSuffix());
   }
 
   std::string root, model, staging, model_dir;
@@ -277,7 +268,7 @@ Result<Pointers> ReadPointers(FileSystem& fs, const Layout& l) {
 }
 
 Status ReplaceCurrent(FileSystem& fs, const Layout& l, const std::string& target) {
-  const std::string tmp = l.In(kCurrentTmpPrefix + RandomHex());
+  const std::string tmp = l.In(kCurrentTmpPrefix + RandomHexSuffix());
   WD_RETURN_IF_ERROR(fs.Symlink(target, tmp));
   Status st = fs.Rename(tmp, l.In(kCurrentLink));
   if (!st.ok()) {
