@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
+#include <thread>
 #include <vector>
 
 #include "core/options_json.h"
@@ -18,9 +20,11 @@ namespace {
 // A ByteSink that forwards to another and reports progress.
 class ProgressSink : public ByteSink {
  public:
-  ProgressSink(ByteSink& inner, Progress& p, const ProgressFn& fn)
-      : inner_(inner), p_(p), fn_(fn) {}
+  ProgressSink(ByteSink& inner, Progress& p, const ProgressFn& fn,
+               const std::function<bool()>& cancelled)
+      : inner_(inner), p_(p), fn_(fn), cancelled_(cancelled) {}
   Status Append(const uint8_t* data, size_t n) override {
+    if (cancelled_ && cancelled_()) return Status::Incomplete("cancelled");
     WD_RETURN_IF_ERROR(inner_.Append(data, n));
     p_.bytes_done += n;
     if (fn_) fn_(p_);
@@ -31,6 +35,7 @@ class ProgressSink : public ByteSink {
   ByteSink& inner_;
   Progress& p_;
   const ProgressFn& fn_;
+  const std::function<bool()>& cancelled_;
 };
 
 Status HashFile(const std::string& path, Sha256& h) {
@@ -65,10 +70,41 @@ Result<std::optional<nlohmann::json>> ReadModelJson(const Bundle& bundle) {
   return std::optional<nlohmann::json>(std::move(j));
 }
 
+// BundleDigest on a thread of its own; joined by Wait() or the destructor.
+class BundleDigestTask {
+ public:
+  explicit BundleDigestTask(const Bundle& b)
+      : thread_([this, &b] {
+          Result<std::string> d = BundleDigest(b);
+          if (d.ok()) {
+            hex_ = *d;
+          } else {
+            status_ = d.status();
+          }
+          done_.store(true, std::memory_order_release);
+        }) {}
+  // True once the digest is known and equals `sha256`. Any thread.
+  bool Matches(const std::string& sha256) const {
+    return done_.load(std::memory_order_acquire) && status_.ok() && hex_ == sha256;
+  }
+  Result<std::string> Wait() {
+    if (thread_.joinable()) thread_.join();
+    if (!status_.ok()) return status_;
+    return hex_;
+  }
+
+ private:
+  std::string hex_;
+  Status status_;
+  std::atomic<bool> done_{false};
+  std::jthread thread_;  // last: starts after the members it writes exist
+};
+
 }  // namespace
 
 Result<StagedContent> WriteShards(const Bundle& bundle, const Plan& plan, FileSystem& fs,
-                                  const std::string& dir, const ProgressFn& progress) {
+                                  const std::string& dir, const ProgressFn& progress,
+                                  const std::function<bool()>& cancelled) {
   StagedContent out;
   Progress p;
   for (const auto& g : plan.groups) {
@@ -78,7 +114,7 @@ Result<StagedContent> WriteShards(const Bundle& bundle, const Plan& plan, FileSy
   for (const auto& g : plan.groups) {
     ManifestGroup mg;
     ShardWriter writer(fs, dir, g);
-    ProgressSink sink(writer, p, progress);
+    ProgressSink sink(writer, p, progress, cancelled);
     for (const PlannedWeight& pw : g.weights) {
       const WeightEntry& w = bundle.weights()[pw.entry];
       WD_ASSIGN_OR_RETURN(auto quant, EncodeWeight(bundle, pw, sink, nullptr));
@@ -148,23 +184,40 @@ Result<BundlePublish> PublishBundle(const std::string& path, const PublishSettin
   WD_ASSIGN_OR_RETURN(auto bundle, Bundle::Open(path));
   WD_ASSIGN_OR_RETURN(Plan plan, MakePlan(*bundle, settings.options));
   WD_ASSIGN_OR_RETURN(auto model_json, ReadModelJson(*bundle));
-  WD_ASSIGN_OR_RETURN(std::string digest, BundleDigest(*bundle));
   PublishRequest req{.serve_root = settings.serve_root,
                      .model = settings.model,
                      .keep_versions = settings.keep_versions,
                      .source_path = std::filesystem::absolute(path).lexically_normal().string(),
-                     .source_sha256 = digest,
+                     .source_sha256 = "",  // hashed alongside encoding, below
                      .config_digest = Sha256Hex(CanonicalOptions(settings.options)),
                      .settings = OptionsToJson(settings.options),
                      .skip_if_unchanged = settings.skip_if_unchanged};
   Publisher publisher(fs);
   WD_RETURN_IF_ERROR(publisher.RemoveLeftoverStaging(settings.serve_root));
-  WD_ASSIGN_OR_RETURN(
-      PublishResult r, publisher.Publish(req, [&](const std::string& dir) -> Result<StagedContent> {
-        WD_ASSIGN_OR_RETURN(StagedContent staged, WriteShards(*bundle, plan, fs, dir, progress));
-        staged.model_json = model_json;
-        return staged;
-      }));
+  // The bundle digest runs on its own thread while the shards are encoded:
+  // on two cores hashing the input costs no wall time. Once it is known
+  // and equals the current version's, encoding stops early.
+  BundleDigestTask digest(*bundle);
+  auto produce = [&](const std::string& dir) -> Result<StagedContent> {
+    const auto current = publisher.CurrentSource(settings.serve_root, settings.model);
+    auto same = [&] {
+      return settings.skip_if_unchanged && current && current->config_digest == req.config_digest &&
+             digest.Matches(current->sha256);
+    };
+    Result<StagedContent> staged = WriteShards(*bundle, plan, fs, dir, progress, same);
+    WD_ASSIGN_OR_RETURN(std::string sha, digest.Wait());
+    if (!staged.ok() && same()) {
+      StagedContent c;
+      c.source_sha256 = sha;
+      c.cancelled = true;
+      return c;
+    }
+    if (!staged.ok()) return staged.status();
+    staged->source_sha256 = sha;
+    staged->model_json = model_json;
+    return staged;
+  };
+  WD_ASSIGN_OR_RETURN(PublishResult r, publisher.Publish(req, produce));
   return BundlePublish{.result = std::move(r), .plan = std::move(plan)};
 }
 

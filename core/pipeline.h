@@ -25,9 +25,11 @@ struct Progress {
 using ProgressFn = std::function<void(const Progress&)>;
 
 // Encodes every group of `plan` into shard files in `dir` and returns the
-// staged content (manifest with plain shard names, shard digests).
+// staged content (manifest with plain shard names, shard digests). Stops
+// with a kIncomplete error as soon as `cancelled` (if set) returns true.
 Result<StagedContent> WriteShards(const Bundle& bundle, const Plan& plan, FileSystem& fs,
-                                  const std::string& dir, const ProgressFn& progress);
+                                  const std::string& dir, const ProgressFn& progress,
+                                  const std::function<bool()>& cancelled = nullptr);
 
 // sha256 of the bundle: of the file itself, or for a folder of each file
 // (sorted by relative path) as "<path>\0<size as 8 bytes LE><bytes>".

@@ -456,6 +456,33 @@ void ApplyRetention(FileSystem& fs, Publisher& pub, const Layout& l, int keep,
   if (!st.ok()) r->warnings.push_back("retention: " + st.message());
 }
 
+// The unchanged and interrupted-publish checks: a result that needs no new
+// version, or nullopt.
+std::optional<Result<PublishResult>> ReuseExisting(FileSystem& fs, Publisher& pub, const Layout& l,
+                                                   const PublishRequest& req,
+                                                   PublishResult result) {
+  if (!req.skip_if_unchanged) return std::nullopt;
+  int current = 0;
+  if (SameAsCurrent(fs, pub, l, req, &current, &result.warnings)) {
+    result.version = current;
+    result.version_dir = l.Version(current);
+    result.unchanged = true;
+    return Result<PublishResult>(std::move(result));
+  }
+  const int v = InterruptedVersion(fs, pub, l, req, &result.warnings);
+  if (v == 0) return std::nullopt;
+  Result<Pointers> next = PointersForVersion(fs, l, v);
+  if (!next.ok()) return Result<PublishResult>(next.status());
+  if (Status st = SwapPointers(fs, l, *next); !st.ok()) return Result<PublishResult>(st);
+  result.version = v;
+  result.version_dir = l.Version(v);
+  result.warnings.push_back("version " + std::to_string(v) +
+                            " (newer than current) was already written from this bundle, "
+                            "likely by an interrupted publish: made it current");
+  ApplyRetention(fs, pub, l, req.keep_versions, {v}, &result);
+  return Result<PublishResult>(std::move(result));
+}
+
 // "<M>.<pid>.<random>" -> M.
 std::string ModelOfStagingName(const std::string& name) {
   size_t last = name.rfind('.');
@@ -496,30 +523,28 @@ Result<PublishResult> Publisher::Publish(
 
   PublishResult result;
   RemoveStalePointerTemps(fs_, l, &result.warnings);
-  int current = 0;
-  if (req.skip_if_unchanged && SameAsCurrent(fs_, *this, l, req, &current, &result.warnings)) {
-    result.version = current;
-    result.version_dir = l.Version(current);
-    result.unchanged = true;
-    return result;
-  }
-  if (int v =
-          req.skip_if_unchanged ? InterruptedVersion(fs_, *this, l, req, &result.warnings) : 0) {
-    WD_ASSIGN_OR_RETURN(Pointers next, PointersForVersion(fs_, l, v));
-    WD_RETURN_IF_ERROR(SwapPointers(fs_, l, next));
-    result.version = v;
-    result.version_dir = l.Version(v);
-    result.warnings.push_back("version " + std::to_string(v) +
-                              " (newer than current) was already written from this bundle, "
-                              "likely by an interrupted publish: made it current");
-    ApplyRetention(fs_, *this, l, req.keep_versions, {v}, &result);
-    return result;
-  }
+  if (auto reused = ReuseExisting(fs_, *this, l, req, result)) return std::move(*reused);
 
   const std::string staging = l.NewStagingName();
   WD_RETURN_IF_ERROR(fs_.MakeDir(staging));
   Result<StagedContent> content = produce(staging);
-  Result<int> v = content.ok() ? FinishVersion(fs_, *this, l, req, staging, *content)
+  // A producer that learnt the source digest while it worked (hashing the
+  // bundle alongside encoding) gets the unchanged check now.
+  PublishRequest effective = req;
+  if (content.ok() && effective.source_sha256.empty() && !content->source_sha256.empty()) {
+    effective.source_sha256 = content->source_sha256;
+    if (auto reused = ReuseExisting(fs_, *this, l, effective, result)) {
+      (void)fs_.RemoveTree(staging);
+      return std::move(*reused);
+    }
+  }
+  if (content.ok() && content->cancelled) {
+    (void)fs_.RemoveTree(staging);
+    return Status::Environment(l.model_dir +
+                               ": the producer stopped early but the bundle is "
+                               "not the current version's; publish again");
+  }
+  Result<int> v = content.ok() ? FinishVersion(fs_, *this, l, effective, staging, *content)
                                : Result<int>(content.status());
   if (!v.ok()) {
     (void)fs_.RemoveTree(staging);  // gone already if the rename happened
@@ -538,6 +563,18 @@ Result<PublishResult> Publisher::Publish(
   result.version_dir = l.Version(*v);
   ApplyRetention(fs_, *this, l, req.keep_versions, protect, &result);
   return result;
+}
+
+std::optional<Publisher::SourceRecord> Publisher::CurrentSource(const std::string& serve_root,
+                                                                const std::string& model) {
+  const Layout l(serve_root, model);
+  Result<std::optional<int>> cur = CurrentVersion(serve_root, model);
+  if (!cur.ok() || !*cur) return std::nullopt;
+  Result<std::string> text = fs_.ReadFile(Join(l.Version(**cur), kProvenanceFile), kMaxJsonBytes);
+  if (!text.ok()) return std::nullopt;
+  const nlohmann::json j = nlohmann::json::parse(*text, nullptr, false);
+  if (!j.is_object() || !j.contains("source") || !j["source"].is_object()) return std::nullopt;
+  return SourceRecord{j["source"].value("sha256", ""), j.value("config_digest", "")};
 }
 
 Result<int> Publisher::Rollback(const std::string& serve_root, const std::string& model,

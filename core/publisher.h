@@ -28,6 +28,12 @@ struct StagedContent {
   Manifest manifest;  // plain shard names
   std::vector<ShardFile> shards;
   std::optional<nlohmann::json> model_json;  // topology without weightsManifest
+  // The bundle digest, when the request left source_sha256 empty so that the
+  // producer could hash the bundle while encoding it.
+  std::string source_sha256;
+  // The producer stopped early because the bundle is the current version's
+  // (shards incomplete): publish nothing.
+  bool cancelled = false;
 };
 
 struct PublishRequest {
@@ -76,6 +82,13 @@ class Publisher {
 
   // Integer version folders of S/M, ascending.
   Result<std::vector<int>> ListVersions(const std::string& serve_root, const std::string& model);
+  // source.sha256 and config_digest recorded by the version current names.
+  struct SourceRecord {
+    std::string sha256;
+    std::string config_digest;
+  };
+  std::optional<SourceRecord> CurrentSource(const std::string& serve_root,
+                                            const std::string& model);
   // The version S/M/current names, if any.
   Result<std::optional<int>> CurrentVersion(const std::string& serve_root,
                                             const std::string& model);
