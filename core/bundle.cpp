@@ -348,10 +348,11 @@ Bundle::~Bundle() {
   if (root_fd_ >= 0) close(root_fd_);
 }
 
-Result<std::unique_ptr<ByteSource>> Bundle::OpenData(const WeightEntry& w) const {
+Result<std::unique_ptr<ByteSource>> Bundle::OpenData(const WeightEntry& w, bool check_crc) const {
   if (w.archive >= 0) {
     const NpzArchive& a = *archives_[static_cast<size_t>(w.archive)];
-    WD_ASSIGN_OR_RETURN(std::unique_ptr<ByteSource> src, a.OpenMember(a.members()[w.member_index]));
+    WD_ASSIGN_OR_RETURN(std::unique_ptr<ByteSource> src,
+                        a.OpenMember(a.members()[w.member_index], check_crc));
     uint8_t skip[4096];
     for (uint64_t left = w.header.header_size; left > 0;) {
       size_t n = static_cast<size_t>(std::min<uint64_t>(left, sizeof skip));

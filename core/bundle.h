@@ -46,7 +46,9 @@ class Bundle {
   // Opens a fresh stream over the weight's data bytes (after the header):
   // exactly header.data_bytes bytes. May be called any number of times (one
   // pass for min/max, one to encode). Not thread-safe per archive.
-  Result<std::unique_ptr<ByteSource>> OpenData(const WeightEntry& w) const;
+  // `check_crc` false: the data was already read once, CRC checked (a
+  // second pass of affine quantization), so a stored member skips it.
+  Result<std::unique_ptr<ByteSource>> OpenData(const WeightEntry& w, bool check_crc = true) const;
 
  private:
   Bundle() = default;

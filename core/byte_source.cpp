@@ -64,4 +64,64 @@ Result<size_t> FileRegionSource::Read(uint8_t* buf, size_t n) {
   return got;
 }
 
+PrefetchSource::PrefetchSource(std::unique_ptr<ByteSource> inner, size_t chunk, size_t depth)
+    : inner_(std::move(inner)), chunk_(chunk), depth_(depth), thread_([this] { Run(); }) {}
+
+PrefetchSource::~PrefetchSource() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void PrefetchSource::Run() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] { return stop_ || ready_.size() < depth_; });
+      if (stop_) return;
+    }
+    Chunk c{std::unique_ptr<uint8_t[]>(new uint8_t[chunk_]), 0};
+    size_t& got = c.size;
+    Status st;
+    while (got < chunk_) {
+      Result<size_t> r = inner_->Read(c.data.get() + got, chunk_ - got);
+      if (!r.ok()) {
+        st = r.status();
+        break;
+      }
+      if (*r == 0) break;
+      got += *r;
+    }
+    const size_t size = got;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (size > 0) ready_.push_back(std::move(c));
+    if (!st.ok()) error_ = st;
+    if (!st.ok() || size < chunk_) eof_ = true;
+    cv_.notify_all();
+    if (eof_) return;
+  }
+}
+
+Result<size_t> PrefetchSource::Read(uint8_t* buf, size_t n) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [this] { return !ready_.empty() || eof_; });
+  if (ready_.empty()) {
+    if (!error_.ok()) return error_;
+    return size_t{0};
+  }
+  Chunk& front = ready_.front();
+  const size_t k = std::min(n, front.size - front_pos_);
+  std::memcpy(buf, front.data.get() + front_pos_, k);
+  front_pos_ += k;
+  if (front_pos_ == front.size) {
+    ready_.pop_front();
+    front_pos_ = 0;
+    cv_.notify_all();
+  }
+  return k;
+}
+
 }  // namespace wd

@@ -72,6 +72,9 @@ class PosixWritableFile : public WritableFile {
     return WriteAll(fd_, path_, data, n, static_cast<int64_t>(offset));
   }
 
+  void StartWriteback() override {
+    if (fd_ >= 0) ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
+  }
   Status Sync() override {
     if (fd_ < 0) return Status::Environment("fdatasync " + path_ + ": file is closed");
     if (::fdatasync(fd_) != 0) return ErrnoStatus("fdatasync " + path_, errno);

@@ -189,9 +189,11 @@ NpzArchive::~NpzArchive() {
   if (zip_ != nullptr) zip_discard(zip_);
 }
 
-Result<std::unique_ptr<ByteSource>> NpzArchive::OpenMember(const NpzMember& m) const {
+Result<std::unique_ptr<ByteSource>> NpzArchive::OpenMember(const NpzMember& m,
+                                                           bool check_crc) const {
   std::string member = where_ + ": member '" + m.name + "'";
-  zip_file_t* f = zip_fopen_index(zip_, m.index, 0);
+  const zip_flags_t flags = !check_crc && m.stored ? ZIP_FL_COMPRESSED : 0;
+  zip_file_t* f = zip_fopen_index(zip_, m.index, flags);
   if (f == nullptr) {
     zip_error_t* e = zip_get_error(zip_);
     std::string msg = member + ": cannot open: " + zip_error_strerror(e);

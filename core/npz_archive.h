@@ -39,7 +39,9 @@ class NpzArchive {
   // Streams member `m`'s uncompressed bytes: exactly m.size bytes, then EOF.
   // Fails (kBundle) on CRC mismatch, on data beyond the declared size, or on a
   // short member. The archive must outlive the returned source.
-  Result<std::unique_ptr<ByteSource>> OpenMember(const NpzMember& m) const;
+  // `check_crc` false reads a stored member's bytes raw, skipping the CRC:
+  // only for a member already read once with the check.
+  Result<std::unique_ptr<ByteSource>> OpenMember(const NpzMember& m, bool check_crc = true) const;
 
   const std::string& where() const { return where_; }
 

@@ -37,6 +37,7 @@ Status ShardWriter::Append(const uint8_t* data, size_t n) {
     n -= take;
     if (written_in_shard_ == s.bytes) {
       done_.push_back({.name = s.name, .bytes = s.bytes, .sha256 = hash_.HexDigest()});
+      file_->StartWriteback();
       to_sync_.push_back(std::move(file_));
       ++index_;
       if (to_sync_.size() > kMaxUnsynced) WD_RETURN_IF_ERROR(SyncOldest());

@@ -1,6 +1,7 @@
 #include "core/weight_encoder.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -14,6 +15,8 @@ namespace {
 // Elements per chunk: 256 Ki elements keeps every buffer at or below 4 MiB
 // (strings aside) while amortizing per-call costs.
 constexpr size_t kChunkElements = 256 * 1024;
+// Weights at least this large get a read-ahead thread.
+constexpr uint64_t kPrefetchBytes = 1u << 20;
 
 std::string Describe(const WeightEntry& w) { return w.where + ": weight '" + w.name + "'"; }
 
@@ -41,8 +44,9 @@ std::vector<uint8_t> FortranToC(const std::vector<uint8_t>& f, const std::vector
 }
 
 // A stream over the weight's elements in C order.
-Result<std::unique_ptr<ByteSource>> OpenCOrder(const Bundle& bundle, const WeightEntry& w) {
-  WD_ASSIGN_OR_RETURN(auto src, bundle.OpenData(w));
+Result<std::unique_ptr<ByteSource>> OpenCOrder(const Bundle& bundle, const WeightEntry& w,
+                                               bool check_crc) {
+  WD_ASSIGN_OR_RETURN(auto src, bundle.OpenData(w, check_crc));
   if (!w.header.fortran_order || w.header.shape.size() < 2) return src;
   // Transposing needs the whole array; Fortran-order inputs are the one case
   // held in memory (documented in docs/formats.md).
@@ -54,8 +58,11 @@ Result<std::unique_ptr<ByteSource>> OpenCOrder(const Bundle& bundle, const Weigh
 
 // Calls fn(src_chunk, count, first_index) over the weight in C order.
 template <typename Fn>
-Status ForEachChunk(const Bundle& bundle, const WeightEntry& w, Fn&& fn) {
-  WD_ASSIGN_OR_RETURN(auto src, OpenCOrder(bundle, w));
+Status ForEachChunk(const Bundle& bundle, const WeightEntry& w, Fn&& fn, bool check_crc = true) {
+  WD_ASSIGN_OR_RETURN(std::unique_ptr<ByteSource> src, OpenCOrder(bundle, w, check_crc));
+  // Large weights are read (inflated, CRC-checked) on a second thread while
+  // this one converts, writes and hashes.
+  if (w.header.data_bytes >= kPrefetchBytes) src = std::make_unique<PrefetchSource>(std::move(src));
   const size_t item = w.header.dtype.item_size;
   const size_t per = std::max<size_t>(1, std::min(kChunkElements, (16u << 20) / item));
   std::vector<uint8_t> buf(static_cast<size_t>(std::min<uint64_t>(per, w.header.element_count)) *
@@ -78,20 +85,57 @@ Status ToFloats(const WeightEntry& w, const uint8_t* src, size_t n, uint64_t fir
                          first);
 }
 
+// True when any of f[0..n) is NaN or infinite. Branch-free so it vectorizes.
+bool AnyNonFinite(const float* f, size_t n) {
+  uint32_t any = 0;
+  for (size_t i = 0; i < n; ++i) {
+    any |= static_cast<uint32_t>((std::bit_cast<uint32_t>(f[i]) & 0x7f800000u) == 0x7f800000u);
+  }
+  return any != 0;
+}
+
+// Folds f[0..n) (finite values) into mn/mx. Independent lanes instead of one
+// running min: GCC vectorizes lanes, but not a float min reduction without
+// fast-math. Which zero wins between -0.0 and +0.0 may differ from a
+// sequential scan, as it does between NumPy's own SIMD paths.
+void MinMax(const float* f, size_t n, float& mn, float& mx) {
+  constexpr size_t kLanes = 16;
+  float lo[kLanes], hi[kLanes];
+  std::fill(lo, lo + kLanes, mn);
+  std::fill(hi, hi + kLanes, mx);
+  size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (size_t k = 0; k < kLanes; ++k) {
+      const float x = f[i + k];
+      lo[k] = x < lo[k] ? x : lo[k];
+      hi[k] = x > hi[k] ? x : hi[k];
+    }
+  }
+  for (; i < n; ++i) {
+    lo[0] = f[i] < lo[0] ? f[i] : lo[0];
+    hi[0] = f[i] > hi[0] ? f[i] : hi[0];
+  }
+  for (size_t k = 0; k < kLanes; ++k) {
+    mn = lo[k] < mn ? lo[k] : mn;
+    mx = hi[k] > mx ? hi[k] : mx;
+  }
+}
+
 Result<AffineParams> AffineFor(const Bundle& bundle, const WeightEntry& w, QuantDtype q) {
   float mn = std::numeric_limits<float>::infinity(), mx = -mn;
   std::vector<float> f;
   WD_RETURN_IF_ERROR(ForEachChunk(bundle, w, [&](const uint8_t* s, size_t n, uint64_t first) {
     WD_RETURN_IF_ERROR(ToFloats(w, s, n, first, f));
-    for (size_t i = 0; i < n; ++i) {
-      if (!std::isfinite(f[i])) {
-        return Status::Bundle(Describe(w) + ": element " + std::to_string(first + i) + " is " +
-                              (std::isnan(f[i]) ? "NaN" : "infinite") + "; " + QuantDtypeName(q) +
-                              " quantization needs finite values");
-      }
-      mn = std::min(mn, f[i]);
-      mx = std::max(mx, f[i]);
+    if (AnyNonFinite(f.data(), n)) {
+      const size_t i =
+          static_cast<size_t>(std::find_if(f.begin(), f.begin() + static_cast<ptrdiff_t>(n),
+                                           [](float x) { return !std::isfinite(x); }) -
+                              f.begin());
+      return Status::Bundle(Describe(w) + ": element " + std::to_string(first + i) + " is " +
+                            (std::isnan(f[i]) ? "NaN" : "infinite") + "; " + QuantDtypeName(q) +
+                            " quantization needs finite values");
     }
+    MinMax(f.data(), n, mn, mx);
     return Status::Ok();
   }));
   if (w.header.element_count == 0) mn = mx = 0;
@@ -119,18 +163,21 @@ Result<std::optional<ManifestQuantization>> EncodeAffine(const Bundle& bundle, c
   const size_t width = q == QuantDtype::kUint8 ? 1 : 2;
   std::vector<float> f;
   std::vector<uint8_t> out;
-  WD_RETURN_IF_ERROR(ForEachChunk(bundle, w, [&](const uint8_t* s, size_t n, uint64_t first) {
-    WD_RETURN_IF_ERROR(ToFloats(w, s, n, first, f));
-    out.resize(n * width);
-    QuantizeAffine(f.data(), n, p, q, out.data());
-    if (stats != nullptr) {
-      for (size_t i = 0; i < n; ++i) {
-        const uint32_t v = width == 1 ? out[i] : out[2 * i] | (out[2 * i + 1] << 8);
-        AddError(stats, f[i], DequantizeAffine(v, p));
-      }
-    }
-    return sink.Append(out.data(), out.size());
-  }));
+  WD_RETURN_IF_ERROR(ForEachChunk(
+      bundle, w,
+      [&](const uint8_t* s, size_t n, uint64_t first) {
+        WD_RETURN_IF_ERROR(ToFloats(w, s, n, first, f));
+        out.resize(n * width);
+        QuantizeAffine(f.data(), n, p, q, out.data());
+        if (stats != nullptr) {
+          for (size_t i = 0; i < n; ++i) {
+            const uint32_t v = width == 1 ? out[i] : out[2 * i] | (out[2 * i + 1] << 8);
+            AddError(stats, f[i], DequantizeAffine(v, p));
+          }
+        }
+        return sink.Append(out.data(), out.size());
+      },
+      /*check_crc=*/false));  // the min/max pass checked it
   return std::optional(ManifestQuantization{.dtype = q, .min = p.min, .scale = p.scale});
 }
 
@@ -140,7 +187,9 @@ Result<std::optional<ManifestQuantization>> EncodeHalf(const Bundle& bundle, con
   std::vector<uint8_t> out;
   WD_RETURN_IF_ERROR(ForEachChunk(bundle, w, [&](const uint8_t* s, size_t n, uint64_t first) {
     WD_RETURN_IF_ERROR(ToFloats(w, s, n, first, f));
-    for (size_t i = 0; i < n; ++i) {
+    uint32_t overflow = 0;  // branch-free so it vectorizes
+    for (size_t i = 0; i < n; ++i) overflow |= static_cast<uint32_t>(HalfOverflows(f[i]));
+    for (size_t i = 0; overflow != 0 && i < n; ++i) {
       if (HalfOverflows(f[i])) {
         return Status::Bundle(Describe(w) + ": element " + std::to_string(first + i) + " is " +
                               std::to_string(f[i]) +
