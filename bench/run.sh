@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Benchmark harness for issue 4: weightdrop publish vs a NumPy baseline vs
+# cp+sync (and inflate-only for deflated .npz), then the daemon's latency,
+# burst and memory. Prints one Markdown report and saves it to --out.
+#
+#   bash bench/run.sh [--sizes 64M,512M,2G] [--quick] [--out FILE]
+#                     [--work DIR] [--bin PATH] [--reps N] [--warm]
+#
+#   --sizes  bundle sizes (float32 weight bytes; K/M/G = KiB/MiB/GiB)
+#   --quick  smoke run: 16M only, 1 repetition, daemon 20 + 60 bundles
+#   --out    report file (default bench/results/latest.md); raw samples go
+#            next to it as <out>.raw.tsv
+#   --work   bundles and scratch (default /tmp/wd-bench; bundles are reused
+#            when generated with the same parameters)
+#   --bin    the weightdrop binary (default build/weightdrop of this checkout)
+#   --reps   repetitions per measurement (default 3, 1 for sizes >= 2G)
+#   --warm   do not drop the page cache before timed commands
+set -euo pipefail
+
+bench_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(dirname "$bench_dir")
+cmdline="bash bench/run.sh${*:+ $*}"
+sizes=64M,512M,2G
+out=$bench_dir/results/latest.md
+work=/tmp/wd-bench
+bin=$repo/build/weightdrop
+reps=0
+warm=()
+latency_n=50
+burst_n=300
+python=/usr/bin/python3
+
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --sizes) sizes=$2; shift 2 ;;
+    --quick) sizes=16M; reps=1; latency_n=20; burst_n=60; shift ;;
+    --out) out=$2; shift 2 ;;
+    --work) work=$2; shift 2 ;;
+    --bin) bin=$2; shift 2 ;;
+    --reps) reps=$2; shift 2 ;;
+    --warm) warm=(--warm); shift ;;
+    -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "run.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+say() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
+
+size_bytes() {
+  local label=${1^^} number unit
+  label=${label%IB}; label=${label%B}
+  number=${label%[KMG]}; unit=${label#"$number"}
+  case $unit in
+    K) echo $((number << 10)) ;; M) echo $((number << 20)) ;;
+    G) echo $((number << 30)) ;; '') echo "$number" ;;
+  esac
+}
+
+ensure_tools() {
+  if [[ ! -x /usr/bin/time ]]; then
+    say "installing GNU time (Debian package 'time') for /usr/bin/time"
+    apt-get update -qq && apt-get install -y -qq time >/dev/null
+  fi
+  "$python" -c 'import numpy' 2>/dev/null || {
+    echo "run.sh: $python has no NumPy (apt-get install python3-numpy)" >&2
+    exit 1
+  }
+  [[ -x $bin ]] || { echo "run.sh: no weightdrop binary at $bin" >&2; exit 1; }
+  mkdir -p "$work/bundles" "$(dirname "$out")"
+  if [[ ! -x $work/inflate_only || $bench_dir/inflate_only.c -nt $work/inflate_only ]]; then
+    say "compiling inflate_only.c"
+    cc -O2 -Wall -Wextra -o "$work/inflate_only" "$bench_dir/inflate_only.c" -lz
+  fi
+}
+
+generate_bundles() {
+  local label bytes
+  for label in ${sizes//,/ }; do
+    bytes=$(size_bytes "$label")
+    [[ -n $bytes ]] || { echo "run.sh: bad size '$label'" >&2; exit 2; }
+    "$python" "$bench_dir/gen_bundles.py" "$bytes" "$work/bundles/$label"
+  done
+}
+
+ensure_tools
+generate_bundles
+say "timing publish runs (sizes $sizes)"
+"$python" "$bench_dir/measure.py" --bin "$bin" --inflate "$work/inflate_only" \
+  --work "$work" --sizes "$sizes" --reps "$reps" --raw "${out%.md}.raw.tsv" \
+  --cmdline "$cmdline" "${warm[@]}" >"$work/publish.md"
+say "daemon benchmark ($latency_n + $burst_n bundles)"
+"$python" "$bench_dir/daemon_bench.py" --bin "$bin" --work "$work" \
+  --latency "$latency_n" --burst "$burst_n" >"$work/daemon.md"
+cat "$work/publish.md" "$work/daemon.md" >"$out"
+cat "$out"
+say "report saved to $out"
