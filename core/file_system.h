@@ -19,7 +19,7 @@ class WritableFile {
   virtual Status Append(const void* data, size_t n) = 0;
   // Writes at an absolute offset (the file is grown as needed).
   virtual Status WriteAt(uint64_t offset, const void* data, size_t n) = 0;
-  virtual Status Sync() = 0;   // fdatasync/fsync
+  virtual Status Sync() = 0;  // fdatasync/fsync
   // Starts writing the data back without waiting (a hint: the later Sync
   // then finds little left to do, and the disk works while we encode).
   virtual void StartWriteback() {}
