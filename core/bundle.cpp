@@ -348,6 +348,12 @@ Bundle::~Bundle() {
   if (root_fd_ >= 0) close(root_fd_);
 }
 
+bool Bundle::IsCompressed(const WeightEntry& w) const {
+  if (w.archive < 0) return false;
+  const NpzArchive& a = *archives_[static_cast<size_t>(w.archive)];
+  return !a.members()[w.member_index].stored;
+}
+
 Result<std::unique_ptr<ByteSource>> Bundle::OpenData(const WeightEntry& w, bool check_crc) const {
   if (w.archive >= 0) {
     const NpzArchive& a = *archives_[static_cast<size_t>(w.archive)];

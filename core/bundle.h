@@ -49,6 +49,9 @@ class Bundle {
   // `check_crc` false: the data was already read once, CRC checked (a
   // second pass of affine quantization), so a stored member skips it.
   Result<std::unique_ptr<ByteSource>> OpenData(const WeightEntry& w, bool check_crc = true) const;
+  // True when the weight's bytes are deflated (reading them twice costs two
+  // inflations).
+  bool IsCompressed(const WeightEntry& w) const;
 
  private:
   Bundle() = default;

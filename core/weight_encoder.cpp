@@ -1,8 +1,13 @@
 #include "core/weight_encoder.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <bit>
+#include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -56,10 +61,10 @@ Result<std::unique_ptr<ByteSource>> OpenCOrder(const Bundle& bundle, const Weigh
       new MemorySource(FortranToC(all, w.header.shape, w.header.dtype.item_size)));
 }
 
-// Calls fn(src_chunk, count, first_index) over the weight in C order.
+// Calls fn(src_chunk, count, first_index) over `src`, the weight's bytes in
+// C order.
 template <typename Fn>
-Status ForEachChunk(const Bundle& bundle, const WeightEntry& w, Fn&& fn, bool check_crc = true) {
-  WD_ASSIGN_OR_RETURN(std::unique_ptr<ByteSource> src, OpenCOrder(bundle, w, check_crc));
+Status ForEachChunkFrom(std::unique_ptr<ByteSource> src, const WeightEntry& w, Fn&& fn) {
   // Large weights are read (inflated, CRC-checked) on a second thread while
   // this one converts, writes and hashes.
   if (w.header.data_bytes >= kPrefetchBytes) src = std::make_unique<PrefetchSource>(std::move(src));
@@ -76,6 +81,55 @@ Status ForEachChunk(const Bundle& bundle, const WeightEntry& w, Fn&& fn, bool ch
   }
   return Status::Ok();
 }
+
+// ForEachChunkFrom over the weight as the bundle holds it.
+template <typename Fn>
+Status ForEachChunk(const Bundle& bundle, const WeightEntry& w, Fn&& fn, bool check_crc = true) {
+  WD_ASSIGN_OR_RETURN(std::unique_ptr<ByteSource> src, OpenCOrder(bundle, w, check_crc));
+  return ForEachChunkFrom(std::move(src), w, std::forward<Fn>(fn));
+}
+
+// One weight's C-order source bytes in an unlinked temporary file, so a
+// deflated member is inflated once although affine quantization reads it
+// twice. Disk-backed ($TMPDIR or /tmp): memory stays bounded. If the file
+// cannot be made or written, the second pass inflates again instead.
+class ScratchFile {
+ public:
+  static std::unique_ptr<ScratchFile> Create() {
+    const char* dir = std::getenv("TMPDIR");
+    const int fd =
+        open(dir != nullptr && *dir != '\0' ? dir : "/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0) return nullptr;
+    return std::unique_ptr<ScratchFile>(new ScratchFile(fd));
+  }
+  ~ScratchFile() { close(fd_); }
+  ScratchFile(const ScratchFile&) = delete;
+  ScratchFile& operator=(const ScratchFile&) = delete;
+
+  void Append(const uint8_t* p, size_t n) {
+    while (ok_ && n > 0) {
+      const ssize_t k = write(fd_, p, n);
+      if (k < 0 && errno == EINTR) continue;
+      if (k <= 0) {
+        ok_ = false;
+        break;
+      }
+      p += k;
+      n -= static_cast<size_t>(k);
+      size_ += static_cast<uint64_t>(k);
+    }
+  }
+  bool ok() const { return ok_; }
+  std::unique_ptr<ByteSource> Reader(const std::string& where) const {
+    return std::make_unique<FileRegionSource>(fd_, 0, size_, where, false);
+  }
+
+ private:
+  explicit ScratchFile(int fd) : fd_(fd) {}
+  int fd_;
+  uint64_t size_ = 0;
+  bool ok_ = true;
+};
 
 // Converts a chunk of source elements to float32 (the weight maps to float32).
 Status ToFloats(const WeightEntry& w, const uint8_t* src, size_t n, uint64_t first,
@@ -121,10 +175,14 @@ void MinMax(const float* f, size_t n, float& mn, float& mx) {
   }
 }
 
-Result<AffineParams> AffineFor(const Bundle& bundle, const WeightEntry& w, QuantDtype q) {
+// Min and max of the weight (refusing NaN/Inf). `keep`, if given, receives
+// the bytes read, for the second pass.
+Result<AffineParams> AffineFor(const Bundle& bundle, const WeightEntry& w, QuantDtype q,
+                               ScratchFile* keep) {
   float mn = std::numeric_limits<float>::infinity(), mx = -mn;
   std::vector<float> f;
   WD_RETURN_IF_ERROR(ForEachChunk(bundle, w, [&](const uint8_t* s, size_t n, uint64_t first) {
+    if (keep != nullptr) keep->Append(s, n * w.header.dtype.item_size);
     WD_RETURN_IF_ERROR(ToFloats(w, s, n, first, f));
     if (AnyNonFinite(f.data(), n)) {
       const size_t i =
@@ -159,25 +217,28 @@ void AddError(QuantErrorStats* stats, float original, float decoded) {
 Result<std::optional<ManifestQuantization>> EncodeAffine(const Bundle& bundle, const WeightEntry& w,
                                                          QuantDtype q, ByteSink& sink,
                                                          QuantErrorStats* stats) {
-  WD_ASSIGN_OR_RETURN(AffineParams p, AffineFor(bundle, w, q));
+  std::unique_ptr<ScratchFile> scratch = bundle.IsCompressed(w) ? ScratchFile::Create() : nullptr;
+  WD_ASSIGN_OR_RETURN(AffineParams p, AffineFor(bundle, w, q, scratch.get()));
   const size_t width = q == QuantDtype::kUint8 ? 1 : 2;
   std::vector<float> f;
   std::vector<uint8_t> out;
-  WD_RETURN_IF_ERROR(ForEachChunk(
-      bundle, w,
-      [&](const uint8_t* s, size_t n, uint64_t first) {
-        WD_RETURN_IF_ERROR(ToFloats(w, s, n, first, f));
-        out.resize(n * width);
-        QuantizeAffine(f.data(), n, p, q, out.data());
-        if (stats != nullptr) {
-          for (size_t i = 0; i < n; ++i) {
-            const uint32_t v = width == 1 ? out[i] : out[2 * i] | (out[2 * i + 1] << 8);
-            AddError(stats, f[i], DequantizeAffine(v, p));
-          }
-        }
-        return sink.Append(out.data(), out.size());
-      },
-      /*check_crc=*/false));  // the min/max pass checked it
+  auto quantize = [&](const uint8_t* s, size_t n, uint64_t first) {
+    WD_RETURN_IF_ERROR(ToFloats(w, s, n, first, f));
+    out.resize(n * width);
+    QuantizeAffine(f.data(), n, p, q, out.data());
+    if (stats != nullptr) {
+      for (size_t i = 0; i < n; ++i) {
+        const uint32_t v = width == 1 ? out[i] : out[2 * i] | (out[2 * i + 1] << 8);
+        AddError(stats, f[i], DequantizeAffine(v, p));
+      }
+    }
+    return sink.Append(out.data(), out.size());
+  };
+  // Second pass: from the scratch copy, or again from the bundle (a stored
+  // member raw: the min/max pass checked its CRC).
+  WD_RETURN_IF_ERROR(scratch != nullptr && scratch->ok()
+                         ? ForEachChunkFrom(scratch->Reader(w.where), w, quantize)
+                         : ForEachChunk(bundle, w, quantize, /*check_crc=*/false));
   return std::optional(ManifestQuantization{.dtype = q, .min = p.min, .scale = p.scale});
 }
 

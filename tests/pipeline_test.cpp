@@ -244,3 +244,26 @@ TEST_CASE("the default model name is the bundle's name without extension") {
 
 }  // namespace
 }  // namespace wd
+
+namespace wd {
+namespace {
+
+TEST_CASE("deflated members quantize to the same bytes as stored ones (one inflate, two passes)") {
+  for (QuantDtype q : {QuantDtype::kUint8, QuantDtype::kUint16}) {
+    CAPTURE(QuantDtypeName(q));
+    test::TempDir d;
+    PipelineOptions o;
+    o.quantize.fallthrough = q;
+    auto stored = Publish(test::SourcePath("data/reader/savez.npz"), d / "a", o);
+    auto deflated = Publish(test::SourcePath("data/reader/savez_compressed.npz"), d / "b", o);
+    REQUIRE_MESSAGE(stored.ok(), stored.status().message());
+    REQUIRE_MESSAGE(deflated.ok(), deflated.status().message());
+    CHECK(test::ReadFile(stored->result.version_dir + "/weights_manifest.json") ==
+          test::ReadFile(deflated->result.version_dir + "/weights_manifest.json"));
+    CHECK(test::ReadFile(stored->result.version_dir + "/group1-shard1of1.bin") ==
+          test::ReadFile(deflated->result.version_dir + "/group1-shard1of1.bin"));
+  }
+}
+
+}  // namespace
+}  // namespace wd
