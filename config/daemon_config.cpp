@@ -564,16 +564,8 @@ bool LooksLikeDaemonConfig(const std::string& yaml_text) {
 }
 
 Result<DaemonConfig> ParseDaemonConfig(const std::string& yaml_text, const std::string& file) {
-  try {
-    WD_ASSIGN_OR_RETURN(YAML::Node root, yaml::LoadOneDocument(yaml_text, file));
-    return ParseRoot(root, file);
-  } catch (const YAML::Exception& e) {
-    return yaml::FromException(file, e);
-  } catch (const std::exception& e) {
-    return Status::Config(file + ": " + e.what());
-  } catch (...) {
-    return Status::Config(file + ": unexpected error while reading YAML");
-  }
+  return yaml::ParseDocument<DaemonConfig>(
+      yaml_text, file, [&](const YAML::Node& root) { return ParseRoot(root, file); });
 }
 
 Result<DaemonConfig> LoadDaemonConfig(const std::string& path) {

@@ -316,18 +316,12 @@ Status ApplyPipelineNode(const std::string& file, const YAML::Node& node,
 Result<PipelineOptions> ParsePipelineConfigOver(const std::string& yaml_text,
                                                 const std::string& file,
                                                 const PipelineOptions& base) {
-  try {
-    WD_ASSIGN_OR_RETURN(YAML::Node root, yaml::LoadOneDocument(yaml_text, file));
-    PipelineOptions options = base;
-    WD_RETURN_IF_ERROR(yaml::ApplyPipelineNode(file, root, &options));
-    return options;
-  } catch (const YAML::Exception& e) {
-    return yaml::FromException(file, e);
-  } catch (const std::exception& e) {
-    return Status::Config(file + ": " + e.what());
-  } catch (...) {
-    return Status::Config(file + ": unexpected error while reading YAML");
-  }
+  return yaml::ParseDocument<PipelineOptions>(
+      yaml_text, file, [&](const YAML::Node& root) -> Result<PipelineOptions> {
+        PipelineOptions options = base;
+        WD_RETURN_IF_ERROR(yaml::ApplyPipelineNode(file, root, &options));
+        return options;
+      });
 }
 
 Result<PipelineOptions> ParsePipelineConfig(const std::string& yaml_text, const std::string& file) {

@@ -30,6 +30,23 @@ std::string Describe(const YAML::Node& node);
 Result<YAML::Node> LoadOneDocument(const std::string& text, const std::string& file);
 // A config file's text; kConfig errors name the path.
 Result<std::string> ReadConfigFile(const std::string& path);
+// The one adapter around yaml-cpp's throwing API: loads the single document
+// of `text` and returns parse(root); every exception becomes a kConfig error
+// naming `file` (with line and column when yaml-cpp has them).
+template <typename T, typename Fn>
+Result<T> ParseDocument(const std::string& text, const std::string& file, Fn&& parse) {
+  try {
+    WD_ASSIGN_OR_RETURN(YAML::Node root, LoadOneDocument(text, file));
+    return parse(root);
+  } catch (const YAML::Exception& e) {
+    return FromException(file, e);
+  } catch (const std::exception& e) {
+    return Status::Config(file + ": " + e.what());
+  } catch (...) {
+    return Status::Config(file + ": unexpected error while reading YAML");
+  }
+}
+
 // A scalar whole number >= min (at most 6 digits) into *out.
 Status WholeNumberValue(const std::string& file, const YAML::Node& value, const std::string& what,
                         int min, int* out);
