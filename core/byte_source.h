@@ -3,14 +3,10 @@
 // whole weight; they hand out chunks.
 #pragma once
 
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "core/status.h"
@@ -56,39 +52,6 @@ class FileRegionSource : public ByteSource {
   uint64_t end_;
   std::string where_;
   bool owns_fd_;
-};
-
-// Reads `inner` on a thread of its own, up to `depth` chunks of `chunk` bytes
-// ahead, so inflating and CRC-checking a member overlap with encoding,
-// writing and hashing on the caller's thread. Errors reach the caller after
-// the data that preceded them, as with `inner` itself.
-class PrefetchSource : public ByteSource {
- public:
-  explicit PrefetchSource(std::unique_ptr<ByteSource> inner, size_t chunk = 4u << 20,
-                          size_t depth = 3);
-  ~PrefetchSource() override;  // stops and joins the reader
-  PrefetchSource(const PrefetchSource&) = delete;
-  PrefetchSource& operator=(const PrefetchSource&) = delete;
-  Result<size_t> Read(uint8_t* buf, size_t n) override;
-
- private:
-  void Run();
-
-  std::unique_ptr<ByteSource> inner_;
-  const size_t chunk_;
-  const size_t depth_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  struct Chunk {
-    std::unique_ptr<uint8_t[]> data;  // not zero-filled: it is read into at once
-    size_t size = 0;
-  };
-  std::deque<Chunk> ready_;  // GUARDED_BY(mu_)
-  size_t front_pos_ = 0;     // consumed bytes of ready_.front()
-  bool eof_ = false;         // GUARDED_BY(mu_)
-  bool stop_ = false;        // GUARDED_BY(mu_)
-  Status error_;             // GUARDED_BY(mu_)
-  std::thread thread_;       // last: starts once the rest exists
 };
 
 }  // namespace wd

@@ -320,6 +320,13 @@ size_t OutElementSize(OutDtype d) {
   return 0;
 }
 
+bool ConvertsAsIs(const NpyDtype& from) {
+  if (from.order == ByteOrder::kBig) return false;
+  return (from.kind == SourceKind::kFloat && from.item_size == 4) ||
+         (from.kind == SourceKind::kSignedInt && from.item_size == 4) ||
+         (from.kind == SourceKind::kComplex && from.item_size == 8);
+}
+
 Status ConvertElements(const NpyDtype& from, const uint8_t* src, size_t count, uint8_t* dst,
                        const std::string& weight, uint64_t first_index) {
   if (count == 0) return Status::Ok();

@@ -24,6 +24,10 @@ OutDtype MapDtype(const NpyDtype& from);
 // complex64 8).
 size_t OutElementSize(OutDtype d);
 
+// True when ConvertElements copies `from` unchanged (little-endian float32,
+// int32 and complex64): its file bytes can be written as they are.
+bool ConvertsAsIs(const NpyDtype& from);
+
 // Converts `count` elements at `src` (file bytes of dtype `from`, any byte
 // order) into little-endian elements of MapDtype(from) at `dst`, which has
 // room for count * OutElementSize(...). Not for strings.

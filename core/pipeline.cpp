@@ -111,13 +111,20 @@ Result<StagedContent> WriteShards(const Bundle& bundle, const Plan& plan, FileSy
     p.bytes_total += g.total_bytes;
     p.weights_total += g.weights.size();
   }
+  // Every weight's source, read (inflated, CRC-checked) ahead on a thread of
+  // its own while this one converts, writes and hashes.
+  std::vector<WeightRead> reads;
+  for (const auto& g : plan.groups) {
+    for (const PlannedWeight& pw : g.weights) AppendReads(pw, reads);
+  }
+  WeightStream stream(bundle, std::move(reads), /*threaded=*/true);
   for (const auto& g : plan.groups) {
     ManifestGroup mg;
     ShardWriter writer(fs, dir, g);
     ProgressSink sink(writer, p, progress, cancelled);
     for (const PlannedWeight& pw : g.weights) {
       const WeightEntry& w = bundle.weights()[pw.entry];
-      WD_ASSIGN_OR_RETURN(auto quant, EncodeWeight(bundle, pw, sink, nullptr));
+      WD_ASSIGN_OR_RETURN(auto quant, EncodeWeight(bundle, pw, sink, nullptr, &stream));
       mg.weights.push_back({.name = w.name,
                             .shape = w.header.shape,
                             .dtype = OutDtypeName(pw.out),

@@ -10,6 +10,7 @@
 #include "core/manifest.h"
 #include "core/plan.h"
 #include "core/status.h"
+#include "core/weight_stream.h"
 
 namespace wd {
 
@@ -27,11 +28,18 @@ struct QuantErrorStats {
   double rms() const;
 };
 
+// Appends the passes EncodeWeight makes over `pw`'s source (two for affine
+// quantization, else one) to `reads`, for a WeightStream over many weights.
+void AppendReads(const PlannedWeight& pw, std::vector<WeightRead>& reads);
+
 // Encodes weight `pw` into `sink` (exactly pw.encoded_bytes bytes) and returns
 // its manifest quantization entry (nullopt when unquantized). `stats`, if not
-// null, receives the dequantization error of quantized weights.
+// null, receives the dequantization error of quantized weights. The source
+// bytes come from `stream`, positioned at pw's reads (AppendReads), or when
+// null from a stream of its own read on this thread.
 Result<std::optional<ManifestQuantization>> EncodeWeight(const Bundle& bundle,
                                                          const PlannedWeight& pw, ByteSink& sink,
-                                                         QuantErrorStats* stats);
+                                                         QuantErrorStats* stats,
+                                                         WeightStream* stream = nullptr);
 
 }  // namespace wd

@@ -1,0 +1,224 @@
+#include "core/weight_stream.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+namespace wd {
+
+// Elements per chunk: 256 Ki elements keeps a chunk at or below 1 MiB for
+// float32 (16 MiB for the widest strings) while amortizing per-call costs.
+constexpr size_t kChunkElements = 256 * 1024;
+constexpr size_t kMaxChunkBytes = 16u << 20;
+constexpr size_t kMinChunkBytes = 1u << 20;
+constexpr size_t kMaxSpare = 16;  // buffers kept for reuse
+
+// One weight's C-order source bytes in an unlinked temporary file, so a
+// deflated member is inflated once although affine quantization reads it
+// twice. Disk-backed ($TMPDIR or /tmp): memory stays bounded. If the file
+// cannot be made or written, the second pass inflates again instead.
+class ScratchFile {
+ public:
+  static std::unique_ptr<ScratchFile> Create() {
+    const char* dir = std::getenv("TMPDIR");
+    const int fd =
+        open(dir != nullptr && *dir != '\0' ? dir : "/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0) return nullptr;
+    return std::unique_ptr<ScratchFile>(new ScratchFile(fd));
+  }
+  ~ScratchFile() { close(fd_); }
+  ScratchFile(const ScratchFile&) = delete;
+  ScratchFile& operator=(const ScratchFile&) = delete;
+
+  void Append(const uint8_t* p, size_t n) {
+    while (ok_ && n > 0) {
+      const ssize_t k = write(fd_, p, n);
+      if (k < 0 && errno == EINTR) continue;
+      if (k <= 0) {
+        ok_ = false;
+        break;
+      }
+      p += k;
+      n -= static_cast<size_t>(k);
+      size_ += static_cast<uint64_t>(k);
+    }
+  }
+  bool ok() const { return ok_; }
+  std::unique_ptr<ByteSource> Reader(const std::string& where) const {
+    return std::make_unique<FileRegionSource>(fd_, 0, size_, where, false);
+  }
+
+ private:
+  explicit ScratchFile(int fd) : fd_(fd) {}
+  int fd_;
+  uint64_t size_ = 0;
+  bool ok_ = true;
+};
+
+namespace {
+
+// Reorders a Fortran-order array (bytes of `item` each) into C order.
+std::vector<uint8_t> FortranToC(const std::vector<uint8_t>& f, const std::vector<uint64_t>& shape,
+                                size_t item) {
+  std::vector<uint8_t> c(f.size());
+  const size_t nd = shape.size();
+  std::vector<uint64_t> fstride(nd, 1), idx(nd, 0);
+  for (size_t k = 1; k < nd; ++k) fstride[k] = fstride[k - 1] * shape[k - 1];
+  const uint64_t count = f.size() / item;
+  uint64_t src = 0;  // Fortran offset (in elements) of the current C index
+  for (uint64_t out = 0; out < count; ++out) {
+    std::memcpy(&c[out * item], &f[src * item], item);
+    for (size_t k = nd; k-- > 0;) {  // advance the C-order index, last axis fastest
+      if (++idx[k] < shape[k]) {
+        src += fstride[k];
+        break;
+      }
+      src -= fstride[k] * (shape[k] - 1);
+      idx[k] = 0;
+    }
+  }
+  return c;
+}
+
+// A stream over the weight's elements in C order.
+Result<std::unique_ptr<ByteSource>> OpenCOrder(const Bundle& bundle, const WeightEntry& w,
+                                               bool check_crc) {
+  WD_ASSIGN_OR_RETURN(auto src, bundle.OpenData(w, check_crc));
+  if (!w.header.fortran_order || w.header.shape.size() < 2) return src;
+  // Transposing needs the whole array; Fortran-order inputs are the one case
+  // held in memory (documented in docs/formats.md).
+  std::vector<uint8_t> all(w.header.data_bytes);
+  WD_RETURN_IF_ERROR(ReadExact(*src, all.data(), all.size(), w.where, w.header.header_size));
+  return std::unique_ptr<ByteSource>(
+      new MemorySource(FortranToC(all, w.header.shape, w.header.dtype.item_size)));
+}
+
+size_t ChunkElements(const WeightEntry& w) {
+  return std::max<size_t>(1, std::min(kChunkElements, kMaxChunkBytes / w.header.dtype.item_size));
+}
+
+}  // namespace
+
+WeightStream::WeightStream(const Bundle& bundle, std::vector<WeightRead> reads, bool threaded,
+                           size_t ahead_bytes)
+    : bundle_(bundle), reads_(std::move(reads)), threaded_(threaded), ahead_bytes_(ahead_bytes) {
+  if (threaded_) thread_ = std::thread([this] { Run(); });
+}
+
+WeightStream::~WeightStream() {
+  if (!thread_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+Status WeightStream::OpenRead(const WeightRead& r) {
+  const WeightEntry& w = bundle_.weights()[r.entry];
+  if (r.second_pass && scratch_ != nullptr && scratch_->ok()) {
+    src_ = scratch_->Reader(w.where);
+    return Status::Ok();
+  }
+  scratch_.reset();
+  if (r.keep_for_second && bundle_.IsCompressed(w)) scratch_ = ScratchFile::Create();
+  // A second pass re-reads a stored member raw: the first pass checked its CRC.
+  WD_ASSIGN_OR_RETURN(src_, OpenCOrder(bundle_, w, /*check_crc=*/!r.second_pass));
+  return Status::Ok();
+}
+
+WeightStream::Chunk WeightStream::TakeBuffer(size_t capacity) {
+  if (threaded_) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = 0; i < spare_.size(); ++i) {
+      if (spare_[i].capacity < capacity) continue;
+      Chunk c = std::move(spare_[i]);
+      spare_.erase(spare_.begin() + static_cast<ptrdiff_t>(i));
+      return c;
+    }
+  } else if (current_.capacity >= capacity) {
+    return std::move(current_);
+  }
+  // Not zero-filled: it is read into at once. At least kMinChunkBytes, so
+  // buffers are reused from weight to weight.
+  capacity = std::max(capacity, kMinChunkBytes);
+  return Chunk{std::unique_ptr<uint8_t[]>(new uint8_t[capacity]), 0, capacity};
+}
+
+Result<bool> WeightStream::ProduceOne(Chunk& out) {
+  if (read_ == reads_.size()) return false;
+  const WeightRead& r = reads_[read_];
+  const WeightEntry& w = bundle_.weights()[r.entry];
+  if (src_ == nullptr) WD_RETURN_IF_ERROR(OpenRead(r));
+  const size_t item = w.header.dtype.item_size;
+  const uint64_t left = w.header.element_count - produced_;
+  if (left == 0) {  // end of this read
+    out = Chunk{};
+    src_.reset();
+    if (!r.keep_for_second) scratch_.reset();
+    produced_ = 0;
+    ++read_;
+    return true;
+  }
+  const size_t n = static_cast<size_t>(std::min<uint64_t>(ChunkElements(w), left));
+  out = TakeBuffer(n * item);
+  WD_RETURN_IF_ERROR(
+      ReadExact(*src_, out.data.get(), n * item, w.where, w.header.header_size + produced_ * item));
+  if (r.keep_for_second && scratch_ != nullptr) scratch_->Append(out.data.get(), n * item);
+  out.size = n * item;
+  produced_ += n;
+  return true;
+}
+
+void WeightStream::Run() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] { return stop_ || queued_bytes_ < ahead_bytes_; });
+      if (stop_) return;
+    }
+    Chunk c;
+    Result<bool> more = ProduceOne(c);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!more.ok()) error_ = more.status();
+    if (!more.ok() || !*more) {
+      done_ = true;
+      cv_.notify_all();
+      return;
+    }
+    queued_bytes_ += std::max<size_t>(c.size, 1);
+    ready_.push_back(std::move(c));
+    cv_.notify_all();
+  }
+}
+
+Result<std::span<const uint8_t>> WeightStream::Next() {
+  if (!threaded_) {
+    Chunk c;
+    WD_ASSIGN_OR_RETURN(bool more, ProduceOne(c));
+    if (!more) return Status::Bundle("internal: weight stream read past its last weight");
+    if (c.data == nullptr) return std::span<const uint8_t>();
+    current_ = std::move(c);
+    return std::span<const uint8_t>(current_.data.get(), current_.size);
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  if (current_.data != nullptr && spare_.size() < kMaxSpare) spare_.push_back(std::move(current_));
+  current_ = Chunk{};
+  cv_.wait(lock, [this] { return !ready_.empty() || done_; });
+  if (ready_.empty()) {
+    if (!error_.ok()) return error_;
+    return Status::Bundle("internal: weight stream read past its last weight");
+  }
+  current_ = std::move(ready_.front());
+  ready_.pop_front();
+  queued_bytes_ -= std::max<size_t>(current_.size, 1);
+  cv_.notify_all();
+  return std::span<const uint8_t>(current_.data.get(), current_.size);
+}
+
+}  // namespace wd

@@ -1,0 +1,143 @@
+#include "core/weight_stream.h"
+
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "tests/test_util.h"
+
+namespace wd {
+namespace {
+
+// Every read of `stream` in order: one string of bytes per read, plus the
+// number of chunks each arrived in. Stops at the first error.
+struct Drained {
+  std::vector<std::string> bytes;
+  std::vector<size_t> chunks;
+  Status error;
+};
+
+Drained Drain(WeightStream& stream, size_t reads) {
+  Drained d;
+  for (size_t r = 0; r < reads; ++r) {
+    std::string got;
+    size_t chunks = 0;
+    for (;;) {
+      Result<std::span<const uint8_t>> c = stream.Next();
+      if (!c.ok()) {
+        d.error = c.status();
+        return d;
+      }
+      if (c->empty()) break;
+      got.append(reinterpret_cast<const char*>(c->data()), c->size());
+      ++chunks;
+    }
+    d.bytes.push_back(std::move(got));
+    d.chunks.push_back(chunks);
+  }
+  return d;
+}
+
+// Each weight once; the first also twice more as affine quantization reads it.
+std::vector<WeightRead> AllReads(const Bundle& b) {
+  std::vector<WeightRead> reads;
+  for (size_t i = 0; i < b.weights().size(); ++i) {
+    reads.push_back({.entry = i, .second_pass = false, .keep_for_second = i == 0});
+    if (i == 0) reads.push_back({.entry = 0, .second_pass = true});
+  }
+  return reads;
+}
+
+std::string Iota(size_t n) {
+  std::string out(n * 4, '\0');
+  for (size_t i = 0; i < n; ++i) {
+    const float f = static_cast<float>(i);
+    std::memcpy(&out[i * 4], &f, 4);
+  }
+  return out;
+}
+
+TEST_CASE("a read-ahead stream hands over the same bytes as reading on the caller's thread") {
+  for (const char* file : {"savez.npz", "savez_compressed.npz"}) {
+    CAPTURE(std::string(file));
+    auto b = Bundle::Open(test::SourcePath("data/reader/") + file);
+    REQUIRE_MESSAGE(b.ok(), b.status().message());
+    const std::vector<WeightRead> reads = AllReads(**b);
+    WeightStream inline_stream(**b, reads, /*threaded=*/false);
+    WeightStream threaded(**b, reads, /*threaded=*/true, /*ahead_bytes=*/64);
+    const Drained want = Drain(inline_stream, reads.size());
+    const Drained got = Drain(threaded, reads.size());
+    REQUIRE_MESSAGE(want.error.ok(), want.error.message());
+    REQUIRE_MESSAGE(got.error.ok(), got.error.message());
+    CHECK(got.bytes == want.bytes);
+    // Both passes over the first weight (the second from the scratch copy of
+    // a deflated member) give its float32 data.
+    CHECK(want.bytes[0] == test::Floats({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}));
+    CHECK(want.bytes[1] == want.bytes[0]);
+    for (size_t r = 2; r < reads.size(); ++r) {
+      CHECK(want.bytes[r].size() == (*b)->weights()[reads[r].entry].header.data_bytes);
+    }
+  }
+}
+
+TEST_CASE("a large weight arrives in chunks of whole elements, a Fortran one in C order") {
+  test::TempDir dir;
+  std::filesystem::create_directory(dir / "b");
+  const size_t n = 600 * 1000;  // 2.4 MB: three chunks of at most 256 Ki floats
+  test::WriteFile(dir / "b/a.npy", test::Npy("<f4", "(600000,)", Iota(n)));
+  test::WriteFile(dir / "b/f.npy", test::Npy("<i4", "(2, 3)", test::Int32s({1, 4, 2, 5, 3, 6}),
+                                             /*fortran_order=*/true));
+  auto b = Bundle::Open(dir / "b");
+  REQUIRE_MESSAGE(b.ok(), b.status().message());
+  for (bool threaded : {false, true}) {
+    CAPTURE(threaded);
+    WeightStream stream(**b, {{.entry = 0}, {.entry = 1}}, threaded);
+    const Drained d = Drain(stream, 2);
+    REQUIRE_MESSAGE(d.error.ok(), d.error.message());
+    CHECK(d.bytes[0] == Iota(n));
+    CHECK(d.chunks[0] == 3);
+    CHECK(d.bytes[1] == test::Int32s({1, 2, 3, 4, 5, 6}));
+  }
+}
+
+TEST_CASE("an error in a later weight reaches the consumer after the data before it") {
+  test::TempDir dir;
+  std::filesystem::create_directory(dir / "b");
+  const size_t n = 300 * 1000;
+  test::WriteFile(dir / "b/a.npy", test::Npy("<f4", "(300000,)", Iota(n)));
+  test::WriteFile(dir / "b/z.npz", test::ReadFile(test::SourcePath("data/reader/bad_crc.npz")));
+  auto b = Bundle::Open(dir / "b");
+  REQUIRE_MESSAGE(b.ok(), b.status().message());
+  for (bool threaded : {false, true}) {
+    CAPTURE(threaded);
+    WeightStream stream(**b, {{.entry = 0}, {.entry = 1}, {.entry = 2}}, threaded);
+    const Drained d = Drain(stream, 3);
+    REQUIRE(d.bytes.size() == 1);
+    CHECK(d.bytes[0] == Iota(n));
+    CHECK(d.error.kind() == ErrorKind::kBundle);
+    CHECK(d.error.message().find("z.npz: member 'dense/kernel.npy'") != std::string::npos);
+    CHECK(d.error.message().find("CRC mismatch") != std::string::npos);
+  }
+}
+
+TEST_CASE("a stream dropped part way stops its reader") {
+  test::TempDir dir;
+  std::filesystem::create_directory(dir / "b");
+  for (const char* name : {"a.npy", "b.npy", "c.npy"}) {
+    test::WriteFile(dir / "b" + "/" + name, test::Npy("<f4", "(1000000,)", Iota(1000 * 1000)));
+  }
+  auto b = Bundle::Open(dir / "b");
+  REQUIRE_MESSAGE(b.ok(), b.status().message());
+  for (size_t consumed : {0, 1, 5}) {
+    CAPTURE(consumed);
+    WeightStream stream(**b, {{.entry = 0}, {.entry = 1}, {.entry = 2}}, /*threaded=*/true,
+                        /*ahead_bytes=*/1);
+    for (size_t i = 0; i < consumed; ++i) REQUIRE(stream.Next().ok());
+  }  // each destructor returns: the reader, blocked on a full queue, stops
+}
+
+}  // namespace
+}  // namespace wd
