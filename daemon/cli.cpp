@@ -1,5 +1,6 @@
 #include "daemon/cli.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -202,6 +203,16 @@ int RunCheckConfig(const std::string& file) {
   return kExitOk;
 }
 
+// Lifts the soft open-file limit to the hard one (as systemd's LimitNOFILE
+// does for the service): a publish keeps its finished shards open for one
+// batched sync at the end. Nothing here uses select().
+void RaiseOpenFileLimit() {
+  struct rlimit rl {};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max) return;
+  rl.rlim_cur = rl.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &rl);
+}
+
 }  // namespace
 
 int RunStatus(const std::string& state_dir, const std::string& config) {
@@ -219,6 +230,7 @@ int RunStatus(const std::string& state_dir, const std::string& config) {
 }
 
 int RunCli(int argc, char** argv) {
+  RaiseOpenFileLimit();
   CLI::App app{"weightdrop: publish NumPy weight bundles as TensorFlow.js weight shards"};
   app.set_version_flag("--version", std::string("weightdrop ") + WD_VERSION);
   app.require_subcommand(1);
