@@ -3,6 +3,9 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/cpu_kernels.h"
+#include "core/quantizer_kernels.h"
+
 // Every product-then-sum below must round twice, as NumPy and tfjs do: never
 // let the compiler contract it into one fused multiply-add.
 #if defined(__clang__)
@@ -63,6 +66,21 @@ void StoreLe(uint8_t* dst, size_t i, uint32_t q) {
     dst[i * sizeof(Q) + k] = static_cast<uint8_t>(q >> (8 * k));
 }
 
+// Runs the AVX2 kernel for QuantizeFloat32 below when that path is active:
+// whole blocks of 8, returning how many it did (0 on the scalar path).
+template <typename Q>
+size_t QuantizeFloat32Vector([[maybe_unused]] const float* src, [[maybe_unused]] size_t n,
+                             [[maybe_unused]] const AffineParams& p,
+                             [[maybe_unused]] uint8_t* dst) {
+#if WD_HAVE_AVX2_KERNELS
+  if (ActiveKernelPath() == KernelPath::kAvx2) {
+    return sizeof(Q) == 1 ? internal::QuantizeUint8Avx2(src, n, p.fmin, p.fmax, p.fscale, dst)
+                          : internal::QuantizeUint16Avx2(src, n, p.fmin, p.fmax, p.fscale, dst);
+  }
+#endif
+  return 0;
+}
+
 // The element step in float32, as NumPy 1.x runs it for a float32 array and
 // float64 scalars that fit float32: np.clip = min(max(x, lo), hi), then
 // subtract, divide, np.round (half to even). c >= lo and scale > 0, so t >= 0
@@ -70,7 +88,7 @@ void StoreLe(uint8_t* dst, size_t i, uint32_t q) {
 template <typename Q>
 void QuantizeFloat32(const float* src, size_t n, const AffineParams& p, uint8_t* dst) {
   const float lo = p.fmin, hi = p.fmax, scale = p.fscale;
-  for (size_t i = 0; i < n; ++i) {
+  for (size_t i = QuantizeFloat32Vector<Q>(src, n, p, dst); i < n; ++i) {
     float c = src[i] > lo ? src[i] : lo;
     c = c < hi ? c : hi;
     const float t = (c - lo) / scale;
@@ -148,7 +166,11 @@ float HalfToFloat(uint16_t h) {
 }
 
 void FloatsToHalves(const float* src, size_t n, uint8_t* dst) {
-  for (size_t i = 0; i < n; ++i) {
+  size_t i = 0;
+#if WD_HAVE_AVX2_KERNELS
+  if (ActiveKernelPath() == KernelPath::kAvx2) i = internal::FloatsToHalvesAvx2(src, n, dst);
+#endif
+  for (; i < n; ++i) {
     const uint16_t h = FloatToHalf(src[i]);
     dst[2 * i] = static_cast<uint8_t>(h);
     dst[2 * i + 1] = static_cast<uint8_t>(h >> 8);
