@@ -348,6 +348,24 @@ Bundle::~Bundle() {
   if (root_fd_ >= 0) close(root_fd_);
 }
 
+Result<std::unique_ptr<Bundle>> Bundle::Reopen() const {
+  std::unique_ptr<Bundle> b(new Bundle());
+  b->path_ = path_;
+  b->is_dir_ = is_dir_;
+  b->weights_ = weights_;
+  b->model_json_ = model_json_;
+  // The root is only read with openat/pread, which ignore the shared offset.
+  if (root_fd_ >= 0) {
+    b->root_fd_ = fcntl(root_fd_, F_DUPFD_CLOEXEC, 0);
+    if (b->root_fd_ < 0) return ErrnoStatus("cannot duplicate the descriptor of " + path_, errno);
+  }
+  for (const auto& a : archives_) {
+    WD_ASSIGN_OR_RETURN(std::unique_ptr<NpzArchive> copy, a->Reopen());
+    b->archives_.push_back(std::move(copy));
+  }
+  return b;
+}
+
 bool Bundle::IsCompressed(const WeightEntry& w) const {
   if (w.archive < 0) return false;
   const NpzArchive& a = *archives_[static_cast<size_t>(w.archive)];

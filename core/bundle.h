@@ -49,6 +49,9 @@ class Bundle {
   // `check_crc` false: the data was already read once, CRC checked (a
   // second pass of affine quantization), so a stored member skips it.
   Result<std::unique_ptr<ByteSource>> OpenData(const WeightEntry& w, bool check_crc = true) const;
+  // An independent copy for reading on another thread (OpenData on one
+  // Bundle is not thread-safe): same weights, archives reopened.
+  Result<std::unique_ptr<Bundle>> Reopen() const;
   // True when the weight's bytes are deflated (reading them twice costs two
   // inflations).
   bool IsCompressed(const WeightEntry& w) const;

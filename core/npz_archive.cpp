@@ -1,6 +1,7 @@
 // .npz members through libzip 1.7; the rules we enforce are in docs/formats.md.
 #include "core/npz_archive.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zip.h>
@@ -168,15 +169,19 @@ Result<NpzMember> StatMember(zip_t* z, uint64_t i, const std::string& where) {
 
 Result<std::unique_ptr<NpzArchive>> NpzArchive::Open(int fd, const std::string& where) {
   int code = 0;
+  // Kept for Reopen: zip_fdopen closes `fd` itself once it has its own copy.
+  const int keep = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   zip_t* z = zip_fdopen(fd, ZIP_CHECKCONS, &code);
   if (z == nullptr) {  // fd is still ours
     Status st = OpenError(fd, code, where);
     close(fd);
+    if (keep >= 0) close(keep);
     return st;
   }
   std::unique_ptr<NpzArchive> a(new NpzArchive());
   a->zip_ = z;
   a->where_ = where;
+  a->file_fd_ = keep;
   zip_int64_t n = zip_get_num_entries(z, 0);
   for (zip_int64_t i = 0; i < n; ++i) {
     WD_ASSIGN_OR_RETURN(NpzMember m, StatMember(z, static_cast<uint64_t>(i), where));
@@ -187,6 +192,23 @@ Result<std::unique_ptr<NpzArchive>> NpzArchive::Open(int fd, const std::string& 
 
 NpzArchive::~NpzArchive() {
   if (zip_ != nullptr) zip_discard(zip_);
+  if (file_fd_ >= 0) close(file_fd_);
+}
+
+Result<std::unique_ptr<NpzArchive>> NpzArchive::Reopen() const {
+  if (file_fd_ < 0) return Status::Environment(where_ + ": cannot reopen: no descriptor kept");
+  const std::string self = "/proc/self/fd/" + std::to_string(file_fd_);
+  const int fd = open(self.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(where_ + ": cannot reopen through " + self, errno);
+  WD_ASSIGN_OR_RETURN(std::unique_ptr<NpzArchive> a, Open(fd, where_));
+  bool same = a->members_.size() == members_.size();
+  for (size_t i = 0; same && i < members_.size(); ++i) {
+    const NpzMember &x = members_[i], &y = a->members_[i];
+    same =
+        x.name == y.name && x.size == y.size && x.comp_size == y.comp_size && x.stored == y.stored;
+  }
+  if (!same) return Status::Bundle(where_ + ": changed while being read");
+  return a;
 }
 
 Result<std::unique_ptr<ByteSource>> NpzArchive::OpenMember(const NpzMember& m,

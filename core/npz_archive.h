@@ -45,9 +45,15 @@ class NpzArchive {
 
   const std::string& where() const { return where_; }
 
+  // A second, independent handle on the same file (same inode, through
+  // /proc/self/fd), for reading members on another thread: one handle must
+  // not be read from two threads. Fails if the members differ.
+  Result<std::unique_ptr<NpzArchive>> Reopen() const;
+
  private:
   NpzArchive() = default;
   zip* zip_ = nullptr;
+  int file_fd_ = -1;  // a duplicate of the fd libzip reads, to reopen from
   std::string where_;
   std::vector<NpzMember> members_;
 };

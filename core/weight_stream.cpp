@@ -101,44 +101,85 @@ size_t ChunkElements(const WeightEntry& w) {
   return std::max<size_t>(1, std::min(kChunkElements, kMaxChunkBytes / w.header.dtype.item_size));
 }
 
+// Two readers when some read inflates: inflating is the slow step (~250
+// MB/s), and alternate weights inflate on both cores while the caller
+// encodes. Stored data reads faster than it is hashed, so one reader is
+// enough there.
+size_t LaneCount(const Bundle& bundle, const std::vector<WeightRead>& reads) {
+  if (std::thread::hardware_concurrency() < 2) return 1;
+  size_t weights = 0;
+  bool inflates = false;
+  for (const WeightRead& r : reads) {
+    if (r.second_pass) continue;
+    ++weights;
+    inflates = inflates || bundle.IsCompressed(bundle.weights()[r.entry]);
+  }
+  return inflates && weights >= 2 ? 2 : 1;
+}
+
 }  // namespace
 
 WeightStream::WeightStream(const Bundle& bundle, std::vector<WeightRead> reads, bool threaded,
                            size_t ahead_bytes)
-    : bundle_(bundle), reads_(std::move(reads)), threaded_(threaded), ahead_bytes_(ahead_bytes) {
-  if (threaded_) thread_ = std::thread([this] { Run(); });
+    : reads_(std::move(reads)),
+      threaded_(threaded),
+      ahead_bytes_(ahead_bytes),
+      lane_of_(reads_.size(), 0) {
+  lanes_.push_back(std::make_unique<Lane>());
+  lanes_[0]->bundle = &bundle;
+  if (threaded_ && LaneCount(bundle, reads_) == 2) {
+    // A second reader needs handles of its own; without them, one reader.
+    Result<std::unique_ptr<Bundle>> copy = bundle.Reopen();
+    if (copy.ok()) {
+      lanes_.push_back(std::make_unique<Lane>());
+      lanes_[1]->index = 1;
+      lanes_[1]->own = std::move(*copy);
+      lanes_[1]->bundle = lanes_[1]->own.get();
+      size_t weight = 0;
+      for (size_t i = 0; i < reads_.size(); ++i) {
+        if (!reads_[i].second_pass && i > 0) ++weight;
+        lane_of_[i] = static_cast<uint8_t>(weight % 2);
+      }
+    }
+  }
+  if (!threaded_) return;
+  for (auto& lane : lanes_) {
+    Lane* l = lane.get();
+    l->thread = std::thread([this, l] { Run(*l); });
+  }
 }
 
 WeightStream::~WeightStream() {
-  if (!thread_.joinable()) return;
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
   }
   cv_.notify_all();
-  thread_.join();
+  for (auto& lane : lanes_) {
+    if (lane->thread.joinable()) lane->thread.join();
+  }
 }
 
-Status WeightStream::OpenRead(const WeightRead& r) {
-  const WeightEntry& w = bundle_.weights()[r.entry];
-  if (r.second_pass && scratch_ != nullptr && scratch_->ok()) {
-    src_ = scratch_->Reader(w.where);
+Status WeightStream::OpenRead(Lane& lane, const WeightRead& r) {
+  const WeightEntry& w = lane.bundle->weights()[r.entry];
+  if (r.second_pass && lane.scratch != nullptr && lane.scratch->ok()) {
+    lane.src = lane.scratch->Reader(w.where);
     return Status::Ok();
   }
-  scratch_.reset();
-  if (r.keep_for_second && bundle_.IsCompressed(w)) scratch_ = ScratchFile::Create();
+  lane.scratch.reset();
+  if (r.keep_for_second && lane.bundle->IsCompressed(w)) lane.scratch = ScratchFile::Create();
   // A second pass re-reads a stored member raw: the first pass checked its CRC.
-  WD_ASSIGN_OR_RETURN(src_, OpenCOrder(bundle_, w, /*check_crc=*/!r.second_pass));
+  WD_ASSIGN_OR_RETURN(lane.src, OpenCOrder(*lane.bundle, w, /*check_crc=*/!r.second_pass));
   return Status::Ok();
 }
 
-WeightStream::Chunk WeightStream::TakeBuffer(size_t capacity) {
+WeightStream::Chunk WeightStream::TakeBuffer(Lane& lane, size_t capacity) {
   if (threaded_) {
     std::lock_guard<std::mutex> lock(mu_);
-    for (size_t i = 0; i < spare_.size(); ++i) {
-      if (spare_[i].capacity < capacity) continue;
-      Chunk c = std::move(spare_[i]);
-      spare_.erase(spare_.begin() + static_cast<ptrdiff_t>(i));
+    for (size_t i = 0; i < lane.spare.size(); ++i) {
+      if (lane.spare[i].capacity < capacity) continue;
+      Chunk c = std::move(lane.spare[i]);
+      lane.spare.erase(lane.spare.begin() + static_cast<ptrdiff_t>(i));
       return c;
     }
   } else if (current_.capacity >= capacity) {
@@ -150,74 +191,85 @@ WeightStream::Chunk WeightStream::TakeBuffer(size_t capacity) {
   return Chunk{std::unique_ptr<uint8_t[]>(new uint8_t[capacity]), 0, capacity};
 }
 
-Result<bool> WeightStream::ProduceOne(Chunk& out) {
-  if (read_ == reads_.size()) return false;
-  const WeightRead& r = reads_[read_];
-  const WeightEntry& w = bundle_.weights()[r.entry];
-  if (src_ == nullptr) WD_RETURN_IF_ERROR(OpenRead(r));
+Result<bool> WeightStream::ProduceOne(Lane& lane, Chunk& out) {
+  while (lane.read < reads_.size() && lane_of_[lane.read] != lane.index) ++lane.read;
+  if (lane.read == reads_.size()) return false;
+  const WeightRead& r = reads_[lane.read];
+  const WeightEntry& w = lane.bundle->weights()[r.entry];
+  if (lane.src == nullptr) WD_RETURN_IF_ERROR(OpenRead(lane, r));
   const size_t item = w.header.dtype.item_size;
-  const uint64_t left = w.header.element_count - produced_;
+  const uint64_t left = w.header.element_count - lane.produced;
   if (left == 0) {  // end of this read
     out = Chunk{};
-    src_.reset();
-    if (!r.keep_for_second) scratch_.reset();
-    produced_ = 0;
-    ++read_;
+    lane.src.reset();
+    if (!r.keep_for_second) lane.scratch.reset();
+    lane.produced = 0;
+    ++lane.read;
     return true;
   }
   const size_t n = static_cast<size_t>(std::min<uint64_t>(ChunkElements(w), left));
-  out = TakeBuffer(n * item);
-  WD_RETURN_IF_ERROR(
-      ReadExact(*src_, out.data.get(), n * item, w.where, w.header.header_size + produced_ * item));
-  if (r.keep_for_second && scratch_ != nullptr) scratch_->Append(out.data.get(), n * item);
+  out = TakeBuffer(lane, n * item);
+  WD_RETURN_IF_ERROR(ReadExact(*lane.src, out.data.get(), n * item, w.where,
+                               w.header.header_size + lane.produced * item));
+  if (r.keep_for_second && lane.scratch != nullptr) lane.scratch->Append(out.data.get(), n * item);
   out.size = n * item;
-  produced_ += n;
+  lane.produced += n;
   return true;
 }
 
-void WeightStream::Run() {
+void WeightStream::Run(Lane& lane) {
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [this] { return stop_ || queued_bytes_ < ahead_bytes_; });
+      cv_.wait(lock, [&] { return stop_ || lane.queued_bytes < ahead_bytes_; });
       if (stop_) return;
     }
     Chunk c;
-    Result<bool> more = ProduceOne(c);
+    Result<bool> more = ProduceOne(lane, c);
     std::lock_guard<std::mutex> lock(mu_);
-    if (!more.ok()) error_ = more.status();
+    if (!more.ok()) lane.error = more.status();
     if (!more.ok() || !*more) {
-      done_ = true;
+      lane.done = true;
       cv_.notify_all();
       return;
     }
-    queued_bytes_ += std::max<size_t>(c.size, 1);
-    ready_.push_back(std::move(c));
+    lane.queued_bytes += std::max<size_t>(c.size, 1);
+    lane.ready.push_back(std::move(c));
     cv_.notify_all();
   }
 }
 
 Result<std::span<const uint8_t>> WeightStream::Next() {
+  if (consumed_read_ >= reads_.size()) {
+    return Status::Bundle("internal: weight stream read past its last weight");
+  }
+  Lane& lane = *lanes_[lane_of_[consumed_read_]];
   if (!threaded_) {
     Chunk c;
-    WD_ASSIGN_OR_RETURN(bool more, ProduceOne(c));
+    WD_ASSIGN_OR_RETURN(bool more, ProduceOne(lane, c));
     if (!more) return Status::Bundle("internal: weight stream read past its last weight");
-    if (c.data == nullptr) return std::span<const uint8_t>();
+    if (c.data == nullptr) {
+      ++consumed_read_;
+      return std::span<const uint8_t>();
+    }
     current_ = std::move(c);
     return std::span<const uint8_t>(current_.data.get(), current_.size);
   }
   std::unique_lock<std::mutex> lock(mu_);
-  if (current_.data != nullptr && spare_.size() < kMaxSpare) spare_.push_back(std::move(current_));
+  std::vector<Chunk>& spare = lanes_[current_lane_]->spare;
+  if (current_.data != nullptr && spare.size() < kMaxSpare) spare.push_back(std::move(current_));
   current_ = Chunk{};
-  cv_.wait(lock, [this] { return !ready_.empty() || done_; });
-  if (ready_.empty()) {
-    if (!error_.ok()) return error_;
+  current_lane_ = lane.index;
+  cv_.wait(lock, [&] { return !lane.ready.empty() || lane.done; });
+  if (lane.ready.empty()) {
+    if (!lane.error.ok()) return lane.error;
     return Status::Bundle("internal: weight stream read past its last weight");
   }
-  current_ = std::move(ready_.front());
-  ready_.pop_front();
-  queued_bytes_ -= std::max<size_t>(current_.size, 1);
+  current_ = std::move(lane.ready.front());
+  lane.ready.pop_front();
+  lane.queued_bytes -= std::max<size_t>(current_.size, 1);
   cv_.notify_all();
+  if (current_.data == nullptr) ++consumed_read_;
   return std::span<const uint8_t>(current_.data.get(), current_.size);
 }
 

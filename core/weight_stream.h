@@ -1,7 +1,9 @@
 // WeightStream: the source bytes of a planned sequence of weight reads, in C
-// order, chunk by chunk. Threaded, it reads (inflates, CRC-checks) ahead on a
-// thread of its own across weight boundaries, so reading overlaps encoding,
-// writing and hashing on the caller's thread; inline, it reads on demand.
+// order, chunk by chunk. Threaded, it reads (inflates, CRC-checks) ahead on
+// threads of its own across weight boundaries, so reading overlaps encoding,
+// writing and hashing on the caller's thread; a bundle with deflated members
+// is inflated on two threads, alternate weights each. Inline, it reads on
+// demand on the caller's thread.
 #pragma once
 
 #include <condition_variable>
@@ -23,7 +25,8 @@ class ScratchFile;
 
 // One pass over one weight. Affine quantization reads a weight twice: the
 // second pass reads a stored member raw (its CRC was checked by the first)
-// and a deflated one from the scratch copy the first pass kept.
+// and a deflated one from the scratch copy the first pass kept. Both passes
+// of a weight must be consecutive.
 struct WeightRead {
   size_t entry = 0;  // index into bundle.weights()
   bool second_pass = false;
@@ -33,10 +36,10 @@ struct WeightRead {
 class WeightStream {
  public:
   // "bundle" must outlive the stream. `threaded` false reads on the caller's
-  // thread inside Next(). At most about `ahead_bytes` are buffered.
+  // thread inside Next(). Each reading thread buffers about `ahead_bytes`.
   WeightStream(const Bundle& bundle, std::vector<WeightRead> reads, bool threaded,
-               size_t ahead_bytes = 8u << 20);
-  ~WeightStream();  // stops and joins the reader
+               size_t ahead_bytes = 12u << 20);
+  ~WeightStream();  // stops and joins the readers
   WeightStream(const WeightStream&) = delete;
   WeightStream& operator=(const WeightStream&) = delete;
 
@@ -46,41 +49,52 @@ class WeightStream {
   // REQUIRES: one consumer thread; reads consumed in the order given.
   Result<std::span<const uint8_t>> Next();
 
+  // Reading threads in use (0 inline).
+  size_t reader_threads() const { return threaded_ ? lanes_.size() : 0; }
+
  private:
   struct Chunk {
     std::unique_ptr<uint8_t[]> data;
-    size_t size = 0;  // 0: end of a read
+    size_t size = 0;  // data == nullptr: end of a read
     size_t capacity = 0;
   };
-  void Run();
-  // Reads the next chunk (or the end marker) of the reads into `out`;
-  // false once every read is done. Runs on the reader (or, inline, the
-  // consumer's) thread.
-  Result<bool> ProduceOne(Chunk& out);
-  Status OpenRead(const WeightRead& r);
-  Chunk TakeBuffer(size_t capacity);
+  // One reader: the reads whose lane_of_ is its index, in order, through a
+  // Bundle of its own (lane 0: the caller's).
+  struct Lane {
+    uint8_t index = 0;
+    const Bundle* bundle = nullptr;
+    std::unique_ptr<Bundle> own;
+    size_t read = 0;                       // next read to produce
+    std::unique_ptr<ByteSource> src;       // the open read; null between reads
+    uint64_t produced = 0;                 // its elements produced so far
+    std::unique_ptr<ScratchFile> scratch;  // a deflated weight's first-pass copy
+    std::deque<Chunk> ready;               // GUARDED_BY(mu_)
+    std::vector<Chunk> spare;              // GUARDED_BY(mu_): buffers to reuse
+    size_t queued_bytes = 0;               // GUARDED_BY(mu_)
+    bool done = false;                     // GUARDED_BY(mu_): finished or failed
+    Status error;                          // GUARDED_BY(mu_)
+    std::thread thread;
+  };
 
-  const Bundle& bundle_;
+  void Run(Lane& lane);
+  // Reads the lane's next chunk (or end-of-read marker) into `out`; false
+  // once the lane has produced all its reads.
+  Result<bool> ProduceOne(Lane& lane, Chunk& out);
+  Status OpenRead(Lane& lane, const WeightRead& r);
+  Chunk TakeBuffer(Lane& lane, size_t capacity);
+
   const std::vector<WeightRead> reads_;
   const bool threaded_;
   const size_t ahead_bytes_;
-  // Producer state (reader thread, or the consumer's when inline).
-  size_t read_ = 0;                       // the read being produced
-  std::unique_ptr<ByteSource> src_;       // its bytes; null before it opens
-  uint64_t produced_ = 0;                 // its elements produced so far
-  std::unique_ptr<ScratchFile> scratch_;  // a deflated weight's first-pass copy
-
-  Chunk current_;  // consumer's: the chunk last returned
+  std::vector<uint8_t> lane_of_;  // per read
+  size_t consumed_read_ = 0;      // consumer's: the read Next() is in
+  Chunk current_;                 // consumer's: the chunk last returned
+  uint8_t current_lane_ = 0;      // consumer's: the lane current_ came from
 
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Chunk> ready_;   // GUARDED_BY(mu_)
-  std::vector<Chunk> spare_;  // GUARDED_BY(mu_): buffers to reuse
-  size_t queued_bytes_ = 0;   // GUARDED_BY(mu_)
-  bool done_ = false;         // GUARDED_BY(mu_): reader finished or failed
-  bool stop_ = false;         // GUARDED_BY(mu_)
-  Status error_;              // GUARDED_BY(mu_)
-  std::thread thread_;        // last: starts once the rest exists
+  bool stop_ = false;  // GUARDED_BY(mu_)
+  std::vector<std::unique_ptr<Lane>> lanes_;
 };
 
 }  // namespace wd

@@ -66,10 +66,16 @@ TEST_CASE("a read-ahead stream hands over the same bytes as reading on the calle
     auto b = Bundle::Open(test::SourcePath("data/reader/") + file);
     REQUIRE_MESSAGE(b.ok(), b.status().message());
     const std::vector<WeightRead> reads = AllReads(**b);
-    WeightStream inline_stream(**b, reads, /*threaded=*/false);
-    WeightStream threaded(**b, reads, /*threaded=*/true, /*ahead_bytes=*/64);
-    const Drained want = Drain(inline_stream, reads.size());
-    const Drained got = Drain(threaded, reads.size());
+    // One stream at a time: a Bundle's archives are read by one thread.
+    const Drained want = [&] {
+      WeightStream inline_stream(**b, reads, /*threaded=*/false);
+      return Drain(inline_stream, reads.size());
+    }();
+    const Drained got = [&] {
+      WeightStream threaded(**b, reads, /*threaded=*/true, /*ahead_bytes=*/64);
+      CHECK(threaded.reader_threads() == ((*b)->IsCompressed((*b)->weights()[0]) ? 2 : 1));
+      return Drain(threaded, reads.size());
+    }();
     REQUIRE_MESSAGE(want.error.ok(), want.error.message());
     REQUIRE_MESSAGE(got.error.ok(), got.error.message());
     CHECK(got.bytes == want.bytes);
@@ -103,23 +109,47 @@ TEST_CASE("a large weight arrives in chunks of whole elements, a Fortran one in 
   }
 }
 
+// savez_compressed.npz with a byte near the end of its first member's deflated
+// data flipped (the .npy header still inflates).
+std::string CorruptDeflated() {
+  std::string zip = test::ReadFile(test::SourcePath("data/reader/savez_compressed.npz"));
+  const size_t name_len = static_cast<uint8_t>(zip[26]) | static_cast<uint8_t>(zip[27]) << 8;
+  const size_t extra_len = static_cast<uint8_t>(zip[28]) | static_cast<uint8_t>(zip[29]) << 8;
+  const size_t comp_size = static_cast<uint8_t>(zip[18]) | static_cast<uint8_t>(zip[19]) << 8;
+  zip[30 + name_len + extra_len + comp_size - 3] ^= 0x5a;  // past the .npy header
+  return zip;
+}
+
 TEST_CASE("an error in a later weight reaches the consumer after the data before it") {
-  test::TempDir dir;
-  std::filesystem::create_directory(dir / "b");
-  const size_t n = 300 * 1000;
-  test::WriteFile(dir / "b/a.npy", test::Npy("<f4", "(300000,)", Iota(n)));
-  test::WriteFile(dir / "b/z.npz", test::ReadFile(test::SourcePath("data/reader/bad_crc.npz")));
-  auto b = Bundle::Open(dir / "b");
-  REQUIRE_MESSAGE(b.ok(), b.status().message());
-  for (bool threaded : {false, true}) {
-    CAPTURE(threaded);
-    WeightStream stream(**b, {{.entry = 0}, {.entry = 1}, {.entry = 2}}, threaded);
-    const Drained d = Drain(stream, 3);
-    REQUIRE(d.bytes.size() == 1);
-    CHECK(d.bytes[0] == Iota(n));
-    CHECK(d.error.kind() == ErrorKind::kBundle);
-    CHECK(d.error.message().find("z.npz: member 'dense/kernel.npy'") != std::string::npos);
-    CHECK(d.error.message().find("CRC mismatch") != std::string::npos);
+  struct Case {
+    const char* label;
+    std::string npz;
+    size_t readers;  // threaded
+  };
+  const Case cases[] = {
+      {"stored member, CRC mismatch", test::ReadFile(test::SourcePath("data/reader/bad_crc.npz")),
+       1},
+      {"deflated member, two readers", CorruptDeflated(), 2},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.label);
+    test::TempDir dir;
+    std::filesystem::create_directory(dir / "b");
+    const size_t n = 300 * 1000;
+    test::WriteFile(dir / "b/a.npy", test::Npy("<f4", "(300000,)", Iota(n)));
+    test::WriteFile(dir / "b/z.npz", c.npz);
+    auto b = Bundle::Open(dir / "b");
+    REQUIRE_MESSAGE(b.ok(), b.status().message());
+    for (bool threaded : {false, true}) {
+      CAPTURE(threaded);
+      WeightStream stream(**b, {{.entry = 0}, {.entry = 1}, {.entry = 2}}, threaded);
+      CHECK(stream.reader_threads() == (threaded ? c.readers : 0));
+      const Drained d = Drain(stream, 3);
+      REQUIRE(d.bytes.size() == 1);
+      CHECK(d.bytes[0] == Iota(n));
+      CHECK(d.error.kind() == ErrorKind::kBundle);
+      CHECK(d.error.message().find("z.npz: member 'dense/kernel.npy'") != std::string::npos);
+    }
   }
 }
 
