@@ -102,29 +102,37 @@ class BundleDigestTask {
 
 }  // namespace
 
+std::vector<WeightRead> PlanReads(const Plan& plan) {
+  std::vector<WeightRead> reads;
+  for (const auto& g : plan.groups) {
+    for (const PlannedWeight& pw : g.weights) AppendReads(pw, reads);
+  }
+  return reads;
+}
+
 Result<StagedContent> WriteShards(const Bundle& bundle, const Plan& plan, FileSystem& fs,
                                   const std::string& dir, const ProgressFn& progress,
-                                  const std::function<bool()>& cancelled) {
+                                  const std::function<bool()>& cancelled, WeightStream* stream) {
   StagedContent out;
   Progress p;
   for (const auto& g : plan.groups) {
     p.bytes_total += g.total_bytes;
     p.weights_total += g.weights.size();
   }
-  // Every weight's source, read (inflated, CRC-checked) ahead on a thread of
-  // its own while this one converts, writes and hashes.
-  std::vector<WeightRead> reads;
-  for (const auto& g : plan.groups) {
-    for (const PlannedWeight& pw : g.weights) AppendReads(pw, reads);
+  // Every weight's source, read (inflated, CRC-checked) ahead on threads of
+  // their own while this one converts, writes and hashes.
+  std::unique_ptr<WeightStream> own;
+  if (stream == nullptr) {
+    own = std::make_unique<WeightStream>(bundle, PlanReads(plan), /*threaded=*/true);
+    stream = own.get();
   }
-  WeightStream stream(bundle, std::move(reads), /*threaded=*/true);
   for (const auto& g : plan.groups) {
     ManifestGroup mg;
     ShardWriter writer(fs, dir, g);
     ProgressSink sink(writer, p, progress, cancelled);
     for (const PlannedWeight& pw : g.weights) {
       const WeightEntry& w = bundle.weights()[pw.entry];
-      WD_ASSIGN_OR_RETURN(auto quant, EncodeWeight(bundle, pw, sink, nullptr, &stream));
+      WD_ASSIGN_OR_RETURN(auto quant, EncodeWeight(bundle, pw, sink, nullptr, stream));
       mg.weights.push_back({.name = w.name,
                             .shape = w.header.shape,
                             .dtype = OutDtypeName(pw.out),
@@ -205,13 +213,15 @@ Result<BundlePublish> PublishBundle(const std::string& path, const PublishSettin
   // on two cores hashing the input costs no wall time. Once it is known
   // and equals the current version's, encoding stops early.
   BundleDigestTask digest(*bundle);
+  // Reading starts now too, while the publisher sets up staging.
+  WeightStream stream(*bundle, PlanReads(plan), /*threaded=*/true);
   auto produce = [&](const std::string& dir) -> Result<StagedContent> {
     const auto current = publisher.CurrentSource(settings.serve_root, settings.model);
     auto same = [&] {
       return settings.skip_if_unchanged && current && current->config_digest == req.config_digest &&
              digest.Matches(current->sha256);
     };
-    Result<StagedContent> staged = WriteShards(*bundle, plan, fs, dir, progress, same);
+    Result<StagedContent> staged = WriteShards(*bundle, plan, fs, dir, progress, same, &stream);
     WD_ASSIGN_OR_RETURN(std::string sha, digest.Wait());
     if (!staged.ok() && same()) {
       StagedContent c;

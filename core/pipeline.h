@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "core/bundle.h"
 #include "core/file_system.h"
@@ -13,6 +14,7 @@
 #include "core/plan.h"
 #include "core/publisher.h"
 #include "core/status.h"
+#include "core/weight_stream.h"
 
 namespace wd {
 
@@ -24,12 +26,18 @@ struct Progress {
 };
 using ProgressFn = std::function<void(const Progress&)>;
 
+// Every source pass encoding `plan` makes, in order (for a WeightStream).
+std::vector<WeightRead> PlanReads(const Plan& plan);
+
 // Encodes every group of `plan` into shard files in `dir` and returns the
 // staged content (manifest with plain shard names, shard digests). Stops
 // with a kIncomplete error as soon as `cancelled` (if set) returns true.
+// The source bytes come from `stream` (over PlanReads(plan), not yet read
+// from), or when null from a read-ahead stream of its own.
 Result<StagedContent> WriteShards(const Bundle& bundle, const Plan& plan, FileSystem& fs,
                                   const std::string& dir, const ProgressFn& progress,
-                                  const std::function<bool()>& cancelled = nullptr);
+                                  const std::function<bool()>& cancelled = nullptr,
+                                  WeightStream* stream = nullptr);
 
 // sha256 of the bundle: of the file itself, or for a folder of each file
 // (sorted by relative path) as "<path>\0<size as 8 bytes LE><bytes>".
