@@ -3,8 +3,11 @@
 
 It does what tfjs-converter's write_weights does with a bundle: load every
 array with np.load, map dtypes (float64 -> float32 and so on), quantize with
-the SPEC formulas, concatenate the group's bytes in memory, cut them into
-shards, write and fsync each shard, write the manifest. One group holds every
+the SPEC formulas, stack the group's bytes in memory the way write_weights
+does (tobytes() of each array through an io.BufferedWriter into an
+io.BytesIO, read back 4 MiB per shard), write and fsync each shard, write the
+manifest. Not timed here, because we cannot install it: the reference also
+imports TensorFlow, for tf.io.gfile. One group holds every
 weight (`groups: single`); --quantize DTYPE applies DTYPE to every float32
 weight (pattern '*'). Its output must be byte-identical to weightdrop's
 version folder for the same bundle and options; run.sh checks that.
@@ -86,8 +89,8 @@ def encode_strings(data):
 def convert(name, data):
     """Returns (little-endian C-order array, tfjs dtype)."""
     kind, size = data.dtype.kind, data.dtype.itemsize
-    if kind == "f":
-        return data.astype("<f4"), "float32"
+    if kind == "f":  # copy=False: float32 stays as loaded, as in the reference
+        return data.astype("<f4", copy=False), "float32"
     if kind in "iu" and size <= 2 or kind == "i" and size == 4:
         return data.astype("<i4"), "int32"
     if kind in "iu":
@@ -150,16 +153,23 @@ def write_synced(path, data):
 
 
 def write_group(out_dir, group_number, encoded, shard_size):
+    # As the reference's _stack_group_bytes and _shard_group_bytes_to_disk:
+    # each array's tobytes() through a BufferedWriter into one BytesIO, then
+    # read back one shard at a time.
     group = io.BytesIO()
+    writer = io.BufferedWriter(group)
+    total = 0
     for array in encoded:
-        group.write(array.tobytes(order="C"))
-    data = group.getbuffer()
-    count = -(-len(data) // shard_size)
+        data = array.tobytes()
+        writer.write(data)
+        total += len(data)
+    writer.flush()
+    group.seek(0)
+    count = -(-total // shard_size)
     paths = []
     for index in range(count):
         path = f"group{group_number}-shard{index + 1}of{count}.bin"
-        write_synced(os.path.join(out_dir, path),
-                     data[index * shard_size:(index + 1) * shard_size])
+        write_synced(os.path.join(out_dir, path), group.read(shard_size))
         paths.append(path)
     return paths
 

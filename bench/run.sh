@@ -13,7 +13,7 @@
 #   --work   bundles and scratch (default /tmp/wd-bench; bundles are reused
 #            when generated with the same parameters)
 #   --bin    the weightdrop binary (default build/weightdrop of this checkout)
-#   --reps   repetitions per measurement (default 3, 1 for sizes >= 2G)
+#   --reps   repetitions per measurement (default 7 below 256M, 3 below 2G, 1 at 2G+)
 #   --warm   do not drop the page cache before timed commands
 set -euo pipefail
 
