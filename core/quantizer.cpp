@@ -1,5 +1,6 @@
 #include "core/quantizer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -163,6 +164,63 @@ float HalfToFloat(uint16_t h) {
     --e;
   }
   return BitsFloat(sign | (e << 23) | ((sig & 0x03ffu) << 13));
+}
+
+// Branch-free, so the scalar path vectorizes too.
+bool AnyNonFinite(const float* f, size_t n) {
+  size_t i = 0;
+#if WD_HAVE_AVX2_KERNELS
+  if (ActiveKernelPath() == KernelPath::kAvx2) {
+    if (internal::AnyNonFiniteAvx2(f, n)) return true;
+    i = n / 8 * 8;
+  }
+#endif
+  uint32_t any = 0;
+  for (; i < n; ++i) any |= static_cast<uint32_t>((FloatBits(f[i]) & 0x7f800000u) == 0x7f800000u);
+  return any != 0;
+}
+
+// Independent lanes instead of one running min: GCC vectorizes lanes, but not
+// a float min reduction without fast-math. Which zero wins between -0.0 and
+// +0.0 may differ from a sequential scan, as it does between NumPy's own SIMD
+// paths; the AVX2 kernel keeps these lanes, so it matches this code exactly.
+void MinMaxFinite(const float* f, size_t n, float& mn, float& mx) {
+  constexpr size_t kLanes = 16;
+  float lo[kLanes], hi[kLanes];
+  std::fill(lo, lo + kLanes, mn);
+  std::fill(hi, hi + kLanes, mx);
+  size_t i = 0;
+#if WD_HAVE_AVX2_KERNELS
+  if (ActiveKernelPath() == KernelPath::kAvx2) i = internal::MinMaxLanesAvx2(f, n, lo, hi);
+#endif
+  for (; i + kLanes <= n; i += kLanes) {
+    for (size_t k = 0; k < kLanes; ++k) {
+      const float x = f[i + k];
+      lo[k] = x < lo[k] ? x : lo[k];
+      hi[k] = x > hi[k] ? x : hi[k];
+    }
+  }
+  for (; i < n; ++i) {
+    lo[0] = f[i] < lo[0] ? f[i] : lo[0];
+    hi[0] = f[i] > hi[0] ? f[i] : hi[0];
+  }
+  for (size_t k = 0; k < kLanes; ++k) {
+    mn = lo[k] < mn ? lo[k] : mn;
+    mx = hi[k] > mx ? hi[k] : mx;
+  }
+}
+
+bool AnyHalfOverflow(const float* f, size_t n) {
+  size_t i = 0;
+#if WD_HAVE_AVX2_KERNELS
+  if (ActiveKernelPath() == KernelPath::kAvx2) {
+    if (internal::AnyHalfOverflowAvx2(f, n)) return true;
+    i = n / 8 * 8;
+  }
+#endif
+  uint32_t overflow = 0;  // branch-free so it vectorizes
+  for (; i < n; ++i) overflow |= static_cast<uint32_t>(HalfOverflows(f[i]));
+  return overflow != 0;
 }
 
 void FloatsToHalves(const float* src, size_t n, uint8_t* dst) {

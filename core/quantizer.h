@@ -1,6 +1,7 @@
 // Quantizer: float32 -> float16 (IEEE round-to-nearest-even, bit-identical
 // to NumPy's astype(float16)) and affine uint8/uint16 with the reference's
-// nudged zero point and float32 element arithmetic (SPEC §1 "Quantization").
+// nudged zero point and float32 element arithmetic (SPEC §1 "Quantization"),
+// plus the scans that vet a weight first (non-finite, min/max, half overflow).
 #pragma once
 
 #include <cstddef>
@@ -15,6 +16,16 @@ float HalfToFloat(uint16_t h);
 
 // True when FloatToHalf(f) would turn a finite f into +-Inf (|f| >= 65520).
 inline bool HalfOverflows(float f) { return (f >= 65520.0f || f <= -65520.0f) && f - f == 0.0f; }
+
+// True when any of f[0..n) is NaN or infinite.
+bool AnyNonFinite(const float* f, size_t n);
+
+// Folds f[0..n) into mn/mx via 16 lanes (the last n % 16 into lane 0) reduced
+// in order, so which of -0.0/+0.0 wins is fixed. REQUIRES: finite inputs.
+void MinMaxFinite(const float* f, size_t n, float& mn, float& mx);
+
+// True when HalfOverflows(x) for any x in f[0..n) (Inf and NaN do not).
+bool AnyHalfOverflow(const float* f, size_t n);
 
 // Converts n floats to little-endian halves at dst (2*n bytes).
 void FloatsToHalves(const float* src, size_t n, uint8_t* dst);

@@ -8,6 +8,8 @@
 
 #include <immintrin.h>
 
+#include <limits>
+
 #include "core/quantizer.h"
 
 #define WD_AVX2 __attribute__((target("avx2,f16c")))
@@ -97,6 +99,55 @@ WD_AVX2 size_t QuantizeUint16Avx2(const float* src, size_t n, float lo, float hi
     const __m128i q = LowBytes16(QuantizeBlock(src + i, vlo, vhi, vscale));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 2 * i), q);
   }
+  return blocks;
+}
+
+// Exponent bits all ones: Inf or NaN.
+WD_AVX2 bool AnyNonFiniteAvx2(const float* f, size_t n) {
+  const __m256i exp = _mm256_set1_epi32(0x7f800000);
+  __m256i any = _mm256_setzero_si256();
+  for (size_t i = 0; i + 8 <= n; i += 8) {
+    const __m256i x = _mm256_castps_si256(_mm256_loadu_ps(f + i));
+    any = _mm256_or_si256(any, _mm256_cmpeq_epi32(_mm256_and_si256(x, exp), exp));
+  }
+  return _mm256_testz_si256(any, any) == 0;
+}
+
+// Finite and |x| >= 65520. The ordered compares are false for NaN, and
+// |x| < Inf excludes the infinities, as `f - f == 0` does in HalfOverflows.
+WD_AVX2 bool AnyHalfOverflowAvx2(const float* f, size_t n) {
+  const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256 limit = _mm256_set1_ps(65520.0f);
+  const __m256 inf = _mm256_set1_ps(std::numeric_limits<float>::infinity());
+  __m256 any = _mm256_setzero_ps();
+  for (size_t i = 0; i + 8 <= n; i += 8) {
+    const __m256 a = _mm256_and_ps(_mm256_loadu_ps(f + i), magnitude);
+    const __m256 big =
+        _mm256_and_ps(_mm256_cmp_ps(a, limit, _CMP_GE_OQ), _mm256_cmp_ps(a, inf, _CMP_LT_OQ));
+    any = _mm256_or_ps(any, big);
+  }
+  return _mm256_movemask_ps(any) != 0;
+}
+
+// Lanes 0-7 of the scalar loop in one register, 8-15 in the other. MINPS
+// returns the second operand unless the first is less: min(x, lo) is exactly
+// `x < lo ? x : lo`, so an equal -0.0/+0.0 keeps the lane's value; likewise
+// MAXPS for `x > hi ? x : hi`.
+WD_AVX2 size_t MinMaxLanesAvx2(const float* f, size_t n, float* lo, float* hi) {
+  __m256 lo0 = _mm256_loadu_ps(lo), lo1 = _mm256_loadu_ps(lo + 8);
+  __m256 hi0 = _mm256_loadu_ps(hi), hi1 = _mm256_loadu_ps(hi + 8);
+  const size_t blocks = n / 16 * 16;
+  for (size_t i = 0; i < blocks; i += 16) {
+    const __m256 x0 = _mm256_loadu_ps(f + i), x1 = _mm256_loadu_ps(f + i + 8);
+    lo0 = _mm256_min_ps(x0, lo0);
+    lo1 = _mm256_min_ps(x1, lo1);
+    hi0 = _mm256_max_ps(x0, hi0);
+    hi1 = _mm256_max_ps(x1, hi1);
+  }
+  _mm256_storeu_ps(lo, lo0);
+  _mm256_storeu_ps(lo + 8, lo1);
+  _mm256_storeu_ps(hi, hi0);
+  _mm256_storeu_ps(hi + 8, hi1);
   return blocks;
 }
 

@@ -1,7 +1,6 @@
 #include "core/weight_encoder.h"
 
 #include <algorithm>
-#include <bit>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -44,42 +43,6 @@ Result<const float*> AsFloats(const WeightEntry& w, const uint8_t* src, size_t n
   return static_cast<const float*>(scratch.data());
 }
 
-// True when any of f[0..n) is NaN or infinite. Branch-free so it vectorizes.
-bool AnyNonFinite(const float* f, size_t n) {
-  uint32_t any = 0;
-  for (size_t i = 0; i < n; ++i) {
-    any |= static_cast<uint32_t>((std::bit_cast<uint32_t>(f[i]) & 0x7f800000u) == 0x7f800000u);
-  }
-  return any != 0;
-}
-
-// Folds f[0..n) (finite values) into mn/mx. Independent lanes instead of one
-// running min: GCC vectorizes lanes, but not a float min reduction without
-// fast-math. Which zero wins between -0.0 and +0.0 may differ from a
-// sequential scan, as it does between NumPy's own SIMD paths.
-void MinMax(const float* f, size_t n, float& mn, float& mx) {
-  constexpr size_t kLanes = 16;
-  float lo[kLanes], hi[kLanes];
-  std::fill(lo, lo + kLanes, mn);
-  std::fill(hi, hi + kLanes, mx);
-  size_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (size_t k = 0; k < kLanes; ++k) {
-      const float x = f[i + k];
-      lo[k] = x < lo[k] ? x : lo[k];
-      hi[k] = x > hi[k] ? x : hi[k];
-    }
-  }
-  for (; i < n; ++i) {
-    lo[0] = f[i] < lo[0] ? f[i] : lo[0];
-    hi[0] = f[i] > hi[0] ? f[i] : hi[0];
-  }
-  for (size_t k = 0; k < kLanes; ++k) {
-    mn = lo[k] < mn ? lo[k] : mn;
-    mx = hi[k] > mx ? hi[k] : mx;
-  }
-}
-
 // Min and max of the weight (refusing NaN/Inf), from the stream's first pass.
 Result<AffineParams> AffineFor(WeightStream& stream, const WeightEntry& w, QuantDtype q) {
   float mn = std::numeric_limits<float>::infinity(), mx = -mn;
@@ -93,7 +56,7 @@ Result<AffineParams> AffineFor(WeightStream& stream, const WeightEntry& w, Quant
                             (std::isnan(f[i]) ? "NaN" : "infinite") + "; " + QuantDtypeName(q) +
                             " quantization needs finite values");
     }
-    MinMax(f, n, mn, mx);
+    MinMaxFinite(f, n, mn, mx);
     return Status::Ok();
   }));
   if (w.header.element_count == 0) mn = mx = 0;
@@ -143,9 +106,8 @@ Result<std::optional<ManifestQuantization>> EncodeHalf(WeightStream& stream, con
   std::vector<uint8_t> out;
   WD_RETURN_IF_ERROR(ForEachChunk(stream, w, [&](const uint8_t* s, size_t n, uint64_t first) {
     WD_ASSIGN_OR_RETURN(const float* f, AsFloats(w, s, n, first, scratch));
-    uint32_t overflow = 0;  // branch-free so it vectorizes
-    for (size_t i = 0; i < n; ++i) overflow |= static_cast<uint32_t>(HalfOverflows(f[i]));
-    for (size_t i = 0; overflow != 0 && i < n; ++i) {
+    const bool overflow = AnyHalfOverflow(f, n);
+    for (size_t i = 0; overflow && i < n; ++i) {
       if (HalfOverflows(f[i])) {
         return Status::Bundle(Describe(w) + ": element " + std::to_string(first + i) + " is " +
                               std::to_string(f[i]) +

@@ -1,5 +1,6 @@
 // Kernel-path tests: the AVX2+F16C kernels write exactly the bytes the scalar
-// reference writes (and NumPy's fixtures hold), each path forced in turn with
+// reference writes (and NumPy's fixtures hold), and the scans (non-finite,
+// min/max, half overflow) return its results, each path forced in turn with
 // ScopedKernelPath, over structured bit patterns, edge values, random data,
 // misaligned buffers and every tail length. WD_EXHAUSTIVE=1 adds all 2^32
 // float32 inputs.
@@ -451,6 +452,213 @@ TEST_CASE("ScopedKernelPath forces a path while alive and restores the previous 
     CHECK(ActiveKernelPath() == KernelPath::kScalar);
   }
   CHECK(ActiveKernelPath() == before);
+}
+
+// The scans' results on one path: AnyNonFinite, MinMaxFinite's bits (folded
+// into mn0/mx0) and AnyHalfOverflow. MinMaxFinite is skipped (0) on
+// non-finite input, which it does not accept.
+struct ScanResult {
+  bool non_finite, overflow;
+  uint32_t mn, mx;
+  bool operator==(const ScanResult&) const = default;
+};
+
+ScanResult ScanOn(KernelPath path, const float* f, size_t n, float mn0 = kInf, float mx0 = -kInf) {
+  ScopedKernelPath forced(path);
+  REQUIRE(ActiveKernelPath() == path);
+  ScanResult r{AnyNonFinite(f, n), AnyHalfOverflow(f, n), 0, 0};
+  if (!r.non_finite) {
+    float mn = mn0, mx = mx0;
+    MinMaxFinite(f, n, mn, mx);
+    r.mn = Bits(mn);
+    r.mx = Bits(mx);
+  }
+  return r;
+}
+
+// Requires every vector path to scan `f` exactly as the scalar path does.
+void CheckScansMatchScalar(const std::string& what, const float* f, size_t n, float mn0 = kInf,
+                           float mx0 = -kInf) {
+  const ScanResult want = ScanOn(KernelPath::kScalar, f, n, mn0, mx0);
+  for (KernelPath path : VectorPathsToTest()) {
+    const ScanResult got = ScanOn(path, f, n, mn0, mx0);
+    if (!(got == want)) {
+      INFO(what << " n=" << n << " on " << KernelPathName(path) << std::hex << ": non-finite "
+                << want.non_finite << "/" << got.non_finite << ", overflow " << want.overflow << "/"
+                << got.overflow << ", min 0x" << want.mn << "/0x" << got.mn << ", max 0x" << want.mx
+                << "/0x" << got.mx << " (scalar/vector)");
+      CHECK(got == want);
+    }
+  }
+}
+
+std::vector<float> RandomFinite(size_t n, uint32_t seed) {
+  std::vector<float> v = RandomBits(n, seed);
+  for (float& f : v) {
+    if (!std::isfinite(f)) f = FromBits(Bits(f) & 0xff7fffffu);  // exponent 254
+  }
+  return v;
+}
+
+std::vector<float> RandomUniform(size_t n, float lo, float hi, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<float> v(n);
+  for (float& f : v) f = d(rng);
+  return v;
+}
+
+// Signed zeros only, or mixed with values of one sign, so the result is a
+// zero whose sign depends on which lane saw which zero first.
+std::vector<float> RandomZeros(size_t n, float other, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<float> v(n);
+  for (float& f : v) {
+    const uint32_t r = rng() % 5;
+    f = r < 2 ? 0.0f : r < 4 ? -0.0f : other;
+  }
+  return v;
+}
+
+TEST_CASE("scans give the scalar path's results at every length, alignment and start value") {
+  struct Row {
+    const char* what;
+    std::vector<float> pool;
+  };
+  const Row rows[] = {
+      {"random finite bit patterns", RandomFinite(80, 11)},
+      {"uniform in [-1000, 1000]", RandomUniform(80, -1000.0f, 1000.0f, 12)},
+      {"uniform in [-70000, 70000]", RandomUniform(80, -70000.0f, 70000.0f, 13)},
+      {"signed zeros", RandomZeros(80, 0.0f, 14)},
+      {"signed zeros and positives", RandomZeros(80, 2.5f, 15)},
+      {"signed zeros and negatives", RandomZeros(80, -2.5f, 16)},
+      {"all +0.0", std::vector<float>(80, 0.0f)},
+      {"all -0.0", std::vector<float>(80, -0.0f)},
+  };
+  const float starts[][2] = {{kInf, -kInf}, {0.0f, 0.0f},  {-0.0f, -0.0f},
+                             {0.0f, -0.0f}, {-0.0f, 0.0f}, {1.0f, -1.0f}};
+  for (const Row& r : rows) {
+    for (size_t off = 0; off < 8; ++off) {
+      for (size_t n = 0; n <= 70; ++n) {
+        for (const auto& s : starts) {
+          CheckScansMatchScalar(r.what + (" +" + std::to_string(off)), r.pool.data() + off, n, s[0],
+                                s[1]);
+        }
+      }
+    }
+  }
+  const std::vector<float> big = RandomFinite(1 << 16, 17);
+  CheckScansMatchScalar("65536 random finite", big.data(), big.size());
+  const std::vector<float> zeros = RandomZeros(1 << 16, 0.0f, 18);
+  CheckScansMatchScalar("65536 signed zeros", zeros.data(), zeros.size());
+}
+
+TEST_CASE("MinMaxFinite: the first zero a lane sees wins, lanes fold in order, on every path") {
+  struct Row {
+    const char* what;
+    size_t n, minus_at;  // all +0.0 but element minus_at (n: none) is -0.0
+    float mn0, mx0;
+    float want_mn, want_mx;
+  };
+  const Row rows[] = {
+      {"-0.0 first in lane 0", 32, 0, kInf, -kInf, -0.0f, -0.0f},
+      {"-0.0 first in lane 1: lane 0's +0.0 folds first", 32, 1, kInf, -kInf, 0.0f, 0.0f},
+      {"-0.0 second in lane 0", 32, 16, kInf, -kInf, 0.0f, 0.0f},
+      {"short array: all elements fold into lane 0, -0.0 first", 5, 0, kInf, -kInf, -0.0f, -0.0f},
+      {"short array: all elements fold into lane 0, +0.0 first", 5, 1, kInf, -kInf, 0.0f, 0.0f},
+      {"-0.0 in the tail after lane 0's +0.0", 20, 16, kInf, -kInf, 0.0f, 0.0f},
+      {"start values win over equal zeros", 32, 32, -0.0f, -0.0f, -0.0f, -0.0f},
+      {"no elements: start values unchanged", 0, 0, 0.0f, -0.0f, 0.0f, -0.0f},
+  };
+  std::vector<KernelPath> paths = VectorPathsToTest();
+  paths.push_back(KernelPath::kScalar);
+  for (KernelPath path : paths) {
+    ScopedKernelPath forced(path);
+    for (const Row& r : rows) {
+      std::vector<float> f(r.n, 0.0f);
+      if (r.minus_at < r.n) f[r.minus_at] = -0.0f;
+      float mn = r.mn0, mx = r.mx0;
+      MinMaxFinite(f.data(), f.size(), mn, mx);
+      INFO(KernelPathName(path) << ": " << r.what);
+      CHECK(Bits(mn) == Bits(r.want_mn));
+      CHECK(Bits(mx) == Bits(r.want_mx));
+    }
+  }
+}
+
+TEST_CASE("AnyNonFinite finds a NaN or Inf at every position on every path") {
+  std::vector<float> specials = {kInf, -kInf};
+  const std::vector<float> nans = NaNs();
+  specials.insert(specials.end(), nans.begin(), nans.end());
+  const std::vector<float> finite = {std::numeric_limits<float>::max(),
+                                     -std::numeric_limits<float>::max(), 1e-45f, -0.0f, 65520.0f};
+  std::vector<KernelPath> paths = VectorPathsToTest();
+  paths.push_back(KernelPath::kScalar);
+  for (KernelPath path : paths) {
+    ScopedKernelPath forced(path);
+    for (size_t off = 0; off < 3; ++off) {
+      std::vector<float> base = RandomFinite(off + 40, 19);
+      for (size_t at = 0; at < 40; ++at) {
+        for (float x : specials) {
+          std::vector<float> f = base;
+          f[off + at] = x;
+          INFO(KernelPathName(path)
+               << " +" << off << ": bits 0x" << std::hex << Bits(x) << std::dec << " at " << at);
+          CHECK(AnyNonFinite(f.data() + off, 40));
+        }
+        for (float x : finite) {
+          std::vector<float> f = base;
+          f[off + at] = x;
+          INFO(KernelPathName(path) << " +" << off << ": " << x << " at " << at);
+          CHECK_FALSE(AnyNonFinite(f.data() + off, 40));
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("AnyHalfOverflow is true for finite |x| >= 65520 only, at every position") {
+  struct Row {
+    float x;
+    bool want;
+  };
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float below = std::nextafter(65520.0f, 0.0f);
+  const Row rows[] = {
+      {65519.99f, false},
+      {below, false},
+      {-below, false},
+      {65520.0f, true},
+      {-65520.0f, true},
+      {std::nextafter(65520.0f, kInf), true},
+      {1e5f, true},
+      {std::numeric_limits<float>::max(), true},
+      {-std::numeric_limits<float>::max(), true},
+      {kInf, false},  // Inf and NaN pass through to the half as themselves
+      {-kInf, false},
+      {nan, false},
+      {-nan, false},
+      {NaNs()[3], false},
+      {65504.0f, false},
+      {0.0f, false},
+  };
+  std::vector<KernelPath> paths = VectorPathsToTest();
+  paths.push_back(KernelPath::kScalar);
+  for (KernelPath path : paths) {
+    ScopedKernelPath forced(path);
+    for (const Row& r : rows) {
+      CHECK(HalfOverflows(r.x) == r.want);  // the element-wise rule itself
+      for (size_t n : {1, 7, 8, 9, 16, 40}) {
+        for (size_t at = 0; at < n; ++at) {
+          std::vector<float> f = RandomUniform(n + 1, -65504.0f, 65504.0f, 20);
+          f[1 + at] = r.x;
+          INFO(KernelPathName(path) << ": " << r.x << " (bits 0x" << std::hex << Bits(r.x)
+                                    << std::dec << ") at " << at << " of " << n);
+          CHECK(AnyHalfOverflow(f.data() + 1, n) == r.want);
+        }
+      }
+    }
+  }
 }
 
 // Runs `k` over all 2^32 float32 bit patterns, in chunks, on the scalar path
