@@ -375,8 +375,10 @@ bool Bundle::IsCompressed(const WeightEntry& w) const {
 Result<std::unique_ptr<ByteSource>> Bundle::OpenData(const WeightEntry& w, bool check_crc) const {
   if (w.archive >= 0) {
     const NpzArchive& a = *archives_[static_cast<size_t>(w.archive)];
-    WD_ASSIGN_OR_RETURN(std::unique_ptr<ByteSource> src,
-                        a.OpenMember(a.members()[w.member_index], check_crc));
+    const NpzMember& m = a.members()[w.member_index];
+    if (!check_crc && m.stored)
+      return a.OpenStoredRange(m, w.header.header_size, w.header.data_bytes);
+    WD_ASSIGN_OR_RETURN(std::unique_ptr<ByteSource> src, a.OpenMember(m));
     uint8_t skip[4096];
     for (uint64_t left = w.header.header_size; left > 0;) {
       size_t n = static_cast<size_t>(std::min<uint64_t>(left, sizeof skip));

@@ -86,6 +86,44 @@ class MemberSource : public ByteSource {
   bool checked_end_ = false;
 };
 
+// Streams a window of a stored member straight from the file (no CRC):
+// exactly `size` bytes; a file that ends sooner is an error.
+class RangeSource : public ByteSource {
+ public:
+  RangeSource(zip_source_t* src, uint64_t size, std::string where)
+      : src_(src), size_(size), where_(std::move(where)) {}
+  ~RangeSource() override {
+    zip_source_close(src_);
+    zip_source_free(src_);
+  }
+  RangeSource(const RangeSource&) = delete;
+  RangeSource& operator=(const RangeSource&) = delete;
+
+  Result<size_t> Read(uint8_t* buf, size_t n) override {
+    const uint64_t want = std::min<uint64_t>(n, size_ - pos_);
+    if (want == 0) return size_t{0};
+    const zip_int64_t r = zip_source_read(src_, buf, want);
+    if (r < 0) {
+      zip_error_t* e = zip_source_error(src_);
+      std::string msg = where_ + ": " + zip_error_strerror(e) + " (after " + std::to_string(pos_) +
+                        " of " + std::to_string(size_) + " bytes)";
+      return IsSystemError(zip_error_code_zip(e)) ? Status::Environment(msg) : Status::Bundle(msg);
+    }
+    if (r == 0) {
+      return Status::Bundle(where_ + ": ends after " + std::to_string(pos_) + " of " +
+                            std::to_string(size_) + " bytes (did it change while being read?)");
+    }
+    pos_ += static_cast<uint64_t>(r);
+    return static_cast<size_t>(r);
+  }
+
+ private:
+  zip_source_t* src_;
+  uint64_t size_;
+  std::string where_;
+  uint64_t pos_ = 0;
+};
+
 // pread that retries EINTR; returns the count read or -1.
 ssize_t PreadAll(int fd, uint8_t* buf, size_t n, off_t at) {
   ssize_t r;
@@ -211,17 +249,34 @@ Result<std::unique_ptr<NpzArchive>> NpzArchive::Reopen() const {
   return a;
 }
 
-Result<std::unique_ptr<ByteSource>> NpzArchive::OpenMember(const NpzMember& m,
-                                                           bool check_crc) const {
+Result<std::unique_ptr<ByteSource>> NpzArchive::OpenMember(const NpzMember& m) const {
   std::string member = where_ + ": member '" + m.name + "'";
-  const zip_flags_t flags = !check_crc && m.stored ? ZIP_FL_COMPRESSED : 0;
-  zip_file_t* f = zip_fopen_index(zip_, m.index, flags);
+  zip_file_t* f = zip_fopen_index(zip_, m.index, 0);
   if (f == nullptr) {
     zip_error_t* e = zip_get_error(zip_);
     std::string msg = member + ": cannot open: " + zip_error_strerror(e);
     return IsSystemError(zip_error_code_zip(e)) ? Status::Environment(msg) : Status::Bundle(msg);
   }
   return std::unique_ptr<ByteSource>(new MemberSource(f, m.size, member));
+}
+
+Result<std::unique_ptr<ByteSource>> NpzArchive::OpenStoredRange(const NpzMember& m, uint64_t start,
+                                                                uint64_t length) const {
+  const std::string member = where_ + ": member '" + m.name + "'";
+  if (!m.stored || start == 0 || start > m.size || length > m.size - start) {
+    return Status::Bundle(member + ": internal: bad raw range " + std::to_string(start) + "+" +
+                          std::to_string(length));
+  }
+  zip_source_t* src =
+      zip_source_zip(zip_, zip_, m.index, 0, start, static_cast<zip_int64_t>(length));
+  if (src == nullptr || zip_source_open(src) != 0) {
+    zip_error_t* e = src != nullptr ? zip_source_error(src) : zip_get_error(zip_);
+    std::string msg = member + ": cannot open: " + zip_error_strerror(e);
+    const bool system = IsSystemError(zip_error_code_zip(e));
+    zip_source_free(src);
+    return system ? Status::Environment(msg) : Status::Bundle(msg);
+  }
+  return std::unique_ptr<ByteSource>(new RangeSource(src, length, member));
 }
 
 }  // namespace wd

@@ -39,9 +39,14 @@ class NpzArchive {
   // Streams member `m`'s uncompressed bytes: exactly m.size bytes, then EOF.
   // Fails (kBundle) on CRC mismatch, on data beyond the declared size, or on a
   // short member. The archive must outlive the returned source.
-  // `check_crc` false reads a stored member's bytes raw, skipping the CRC:
-  // only for a member already read once with the check.
-  Result<std::unique_ptr<ByteSource>> OpenMember(const NpzMember& m, bool check_crc = true) const;
+  Result<std::unique_ptr<ByteSource>> OpenMember(const NpzMember& m) const;
+
+  // Bytes [start, start + length) of stored member `m` read straight from
+  // the file, without the CRC check: only for a member already read once
+  // with it (the second pass of affine quantization). REQUIRES: m.stored,
+  // start > 0 (libzip checks the CRC of whole-member reads only).
+  Result<std::unique_ptr<ByteSource>> OpenStoredRange(const NpzMember& m, uint64_t start,
+                                                      uint64_t length) const;
 
   const std::string& where() const { return where_; }
 

@@ -16,6 +16,7 @@ constexpr size_t kChunkElements = 256 * 1024;
 constexpr size_t kMaxChunkBytes = 16u << 20;
 constexpr size_t kMinChunkBytes = 1u << 20;
 constexpr size_t kMaxSpare = 16;  // buffers kept for reuse
+constexpr size_t kReadPiece = 256u << 10;
 
 // One weight's C-order source bytes in an unlinked temporary file, so a
 // deflated member is inflated once although affine quantization reads it
@@ -209,8 +210,14 @@ Result<bool> WeightStream::ProduceOne(Lane& lane, Chunk& out) {
   }
   const size_t n = static_cast<size_t>(std::min<uint64_t>(ChunkElements(w), left));
   out = TakeBuffer(lane, n * item);
-  WD_RETURN_IF_ERROR(ReadExact(*lane.src, out.data.get(), n * item, w.where,
-                               w.header.header_size + lane.produced * item));
+  // Read in pieces that stay in L2 while libzip/zlib CRC-check (or inflate
+  // into) them: whole-MiB reads left the CRC reading back from memory.
+  const uint64_t at = w.header.header_size + lane.produced * item;
+  for (size_t done = 0; done < n * item;) {
+    const size_t piece = std::min(n * item - done, kReadPiece);
+    WD_RETURN_IF_ERROR(ReadExact(*lane.src, out.data.get() + done, piece, w.where, at + done));
+    done += piece;
+  }
   if (r.keep_for_second && lane.scratch != nullptr) lane.scratch->Append(out.data.get(), n * item);
   out.size = n * item;
   lane.produced += n;

@@ -84,6 +84,38 @@ TEST_CASE("member bytes hold a .npy header and the array data") {
   for (int i = 0; i < 12; ++i) CHECK(values[i] == static_cast<float>(i));
 }
 
+TEST_CASE("a stored range is the member's bytes read raw, without the CRC check") {
+  auto good = OpenFixture("savez.npz");
+  REQUIRE(good.ok());
+  for (size_t i = 0; i < (*good)->members().size(); ++i) {
+    const NpzMember& m = (*good)->members()[i];
+    CAPTURE(m.name);
+    auto whole = ReadMember(**good, i);
+    REQUIRE(whole.ok());
+    auto src = (*good)->OpenStoredRange(m, 7, m.size - 9);
+    REQUIRE_MESSAGE(src.ok(), src.status().message());
+    auto range = Drain(**src);
+    REQUIRE_MESSAGE(range.ok(), range.status().message());
+    CHECK(*range == whole->substr(7, m.size - 9));
+  }
+  // bad_crc.npz's first member has a flipped data byte: a whole read fails
+  // its CRC, a raw range (a second pass after a checked first) does not.
+  auto bad = OpenFixture("bad_crc.npz");
+  REQUIRE(bad.ok());
+  const NpzMember& m = (*bad)->members()[0];
+  CHECK(ReadMember(**bad, 0).status().message().find("CRC mismatch") != std::string::npos);
+  auto src = (*bad)->OpenStoredRange(m, 1, m.size - 1);
+  REQUIRE(src.ok());
+  auto range = Drain(**src);
+  REQUIRE_MESSAGE(range.ok(), range.status().message());
+  CHECK(range->size() == m.size - 1);
+  // Only stored members, never from byte 0 (libzip would check the CRC).
+  auto deflated = OpenFixture("savez_compressed.npz");
+  REQUIRE(deflated.ok());
+  CHECK_FALSE((*deflated)->OpenStoredRange((*deflated)->members()[0], 1, 10).ok());
+  CHECK_FALSE((*good)->OpenStoredRange((*good)->members()[0], 0, 10).ok());
+}
+
 TEST_CASE("stored, deflated, data-descriptor and zip64 archives yield the same members") {
   struct Row {
     const char* file;
