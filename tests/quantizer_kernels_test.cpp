@@ -19,6 +19,7 @@
 
 #include "core/cpu_kernels.h"
 #include "core/quantizer.h"
+#include "tests/quant_fixtures.h"
 #include "tests/test_util.h"
 
 namespace wd {
@@ -371,32 +372,14 @@ TEST_CASE("kernels match the scalar path at every alignment and tail length, no 
   }
 }
 
-std::string QuantFixture(const std::string& name) {
-  return test::ReadFile(test::SourcePath("data/quant/" + name));
-}
-
-std::vector<float> FixtureFloats(const std::string& blob, size_t offset, size_t n) {
-  REQUIRE(offset + 4 * n <= blob.size());
-  std::vector<float> v(n);
-  if (n > 0) std::memcpy(v.data(), blob.data() + offset, 4 * n);
-  return v;
-}
-
-double HexDouble(const std::string& hex) {
-  const uint64_t u = std::stoull(hex, nullptr, 16);
-  double d;
-  std::memcpy(&d, &u, 8);
-  return d;
-}
-
 TEST_CASE("every path reproduces NumPy's fixture bytes for float16 and affine") {
-  const std::string halves = QuantFixture("float16.bin");
+  const std::string halves = test::QuantFixture("float16.bin");
   uint32_t count;
   std::memcpy(&count, halves.data(), 4);
-  const std::vector<float> half_in = FixtureFloats(halves, 4, count);
+  const std::vector<float> half_in = test::LoadFloats(halves, 4, count);
   const std::string half_want = halves.substr(4 + 4 * size_t{count}, 2 * size_t{count});
-  const std::string blob = QuantFixture("affine.bin");
-  const auto index = nlohmann::json::parse(QuantFixture("affine.json"));
+  const std::string blob = test::QuantFixture("affine.bin");
+  const auto index = nlohmann::json::parse(test::QuantFixture("affine.json"));
   REQUIRE(index.size() > 40);
 
   std::vector<KernelPath> paths = VectorPathsToTest();
@@ -410,9 +393,9 @@ TEST_CASE("every path reproduces NumPy's fixture bytes for float16 and affine") 
     for (const auto& e : index) {
       const QuantDtype q = e.at("dtype") == "uint16" ? QuantDtype::kUint16 : QuantDtype::kUint8;
       const size_t n = e.at("count").get<size_t>(), width = q == QuantDtype::kUint16 ? 2 : 1;
-      const std::vector<float> in = FixtureFloats(blob, e.at("input_offset").get<size_t>(), n);
+      const std::vector<float> in = test::LoadFloats(blob, e.at("input_offset").get<size_t>(), n);
       const AffineParams p =
-          ComputeAffine(HexDouble(e.at("data_min")), HexDouble(e.at("data_max")), q);
+          ComputeAffine(test::HexDouble(e.at("data_min")), test::HexDouble(e.at("data_max")), q);
       std::string out(n * width, '\xAA');
       QuantizeAffine(in.data(), n, p, q, reinterpret_cast<uint8_t*>(out.data()));
       INFO(e.at("name").get<std::string>() << "/" << e.at("dtype").get<std::string>());

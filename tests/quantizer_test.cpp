@@ -13,10 +13,16 @@
 #include <string>
 #include <vector>
 
+#include "tests/quant_fixtures.h"
 #include "tests/test_util.h"
 
 namespace wd {
 namespace {
+
+using test::HexDouble;
+using test::LoadFloats;
+using test::LoadLe;
+using test::QuantFixture;
 
 uint32_t Bits(float f) {
   uint32_t u;
@@ -34,32 +40,6 @@ float FloatFromBits(uint32_t u) {
   float f;
   std::memcpy(&f, &u, 4);
   return f;
-}
-
-template <typename T>
-T LoadLe(const std::string& blob, size_t offset) {
-  T v;
-  REQUIRE(offset + sizeof(T) <= blob.size());
-  std::memcpy(&v, blob.data() + offset, sizeof(T));
-  return v;
-}
-
-std::vector<float> LoadFloats(const std::string& blob, size_t offset, size_t n) {
-  REQUIRE(offset + 4 * n <= blob.size());
-  std::vector<float> v(n);
-  if (n > 0) std::memcpy(v.data(), blob.data() + offset, 4 * n);
-  return v;
-}
-
-double HexDouble(const std::string& hex) {
-  const uint64_t u = std::stoull(hex, nullptr, 16);
-  double d;
-  std::memcpy(&d, &u, 8);
-  return d;
-}
-
-std::string QuantFixture(const std::string& name) {
-  return test::ReadFile(test::SourcePath("data/quant/" + name));
 }
 
 TEST_CASE("FloatToHalf matches NumPy astype(float16) bit for bit on every fixture input") {
