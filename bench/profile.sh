@@ -19,6 +19,8 @@
 set -euo pipefail
 
 bench_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench/lib.sh
+source "$bench_dir/lib.sh"
 repo=$(dirname "$bench_dir")
 cmdline="bash bench/profile.sh${*:+ $*}"
 before=015a203
@@ -44,16 +46,6 @@ done
 
 say() { echo "[profile $(date +%H:%M:%S)] $*" >&2; }
 die() { echo "profile.sh: $*" >&2; exit 1; }
-
-size_bytes() {
-  local label=${1^^} number unit
-  label=${label%IB}; label=${label%B}
-  number=${label%[KMG]}; unit=${label#"$number"}
-  case $unit in
-    K) echo $((number << 10)) ;; M) echo $((number << 20)) ;;
-    G) echo $((number << 30)) ;; '') echo "$number" ;;
-  esac
-}
 
 check_tools() {
   local tool

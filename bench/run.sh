@@ -18,6 +18,8 @@
 set -euo pipefail
 
 bench_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench/lib.sh
+source "$bench_dir/lib.sh"
 repo=$(dirname "$bench_dir")
 cmdline="bash bench/run.sh${*:+ $*}"
 sizes=64M,512M,2G
@@ -45,16 +47,6 @@ while [[ $# -gt 0 ]]; do
 done
 
 say() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
-
-size_bytes() {
-  local label=${1^^} number unit
-  label=${label%IB}; label=${label%B}
-  number=${label%[KMG]}; unit=${label#"$number"}
-  case $unit in
-    K) echo $((number << 10)) ;; M) echo $((number << 20)) ;;
-    G) echo $((number << 30)) ;; '') echo "$number" ;;
-  esac
-}
 
 ensure_tools() {
   if [[ ! -x /usr/bin/time ]]; then
