@@ -5,6 +5,7 @@
 
 #include <doctest/doctest.h>
 
+#include <bit>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -42,5 +43,10 @@ inline double HexDouble(const std::string& hex) {
   std::memcpy(&d, &u, 8);
   return d;
 }
+
+// Bit patterns of floats, both ways.
+inline uint32_t Bits(float f) { return std::bit_cast<uint32_t>(f); }
+inline uint64_t Bits(double d) { return std::bit_cast<uint64_t>(d); }
+inline float FromBits(uint32_t u) { return std::bit_cast<float>(u); }
 
 }  // namespace wd::test

@@ -25,19 +25,10 @@
 namespace wd {
 namespace {
 
+using test::Bits;
+using test::FromBits;
+
 constexpr float kInf = std::numeric_limits<float>::infinity();
-
-uint32_t Bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
-
-float FromBits(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
 
 // Quiet and signalling NaNs of both signs, payloads high, low and in between
 // (F16C would quiet the signalling ones; NumPy keeps them).

@@ -19,28 +19,12 @@
 namespace wd {
 namespace {
 
+using test::Bits;
+using test::FromBits;
 using test::HexDouble;
 using test::LoadFloats;
 using test::LoadLe;
 using test::QuantFixture;
-
-uint32_t Bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
-
-uint64_t Bits(double d) {
-  uint64_t u;
-  std::memcpy(&u, &d, 8);
-  return u;
-}
-
-float FloatFromBits(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
 
 TEST_CASE("FloatToHalf matches NumPy astype(float16) bit for bit on every fixture input") {
   const std::string blob = QuantFixture("float16.bin");
@@ -97,7 +81,7 @@ TEST_CASE("FloatToHalf rounds ties to even, keeps signed zeros and NaN payloads 
   };
   for (const Row& r : rows) {
     INFO(r.what);
-    CHECK(FloatToHalf(FloatFromBits(r.in)) == r.want);
+    CHECK(FloatToHalf(FromBits(r.in)) == r.want);
   }
 }
 
