@@ -12,6 +12,7 @@
 
 #include "config/daemon_config.h"
 #include "config/pipeline_config.h"
+#include "core/cpu_kernels.h"
 #include "core/file_system.h"
 #include "core/inspector.h"
 #include "core/pipeline.h"
@@ -232,7 +233,8 @@ int RunStatus(const std::string& state_dir, const std::string& config) {
 int RunCli(int argc, char** argv) {
   RaiseOpenFileLimit();
   CLI::App app{"weightdrop: publish NumPy weight bundles as TensorFlow.js weight shards"};
-  app.set_version_flag("--version", std::string("weightdrop ") + WD_VERSION);
+  app.set_version_flag("--version", std::string("weightdrop ") + WD_VERSION + " (" +
+                                        KernelPathName(ActiveKernelPath()) + " kernels)");
   app.require_subcommand(1);
 
   PipelineFlags publish_flags, inspect_flags;

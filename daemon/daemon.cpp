@@ -17,6 +17,7 @@
 #include <set>
 
 #include "config/daemon_config.h"
+#include "core/cpu_kernels.h"
 #include "core/file_system.h"
 #include "core/pipeline.h"
 #include "core/publisher.h"
@@ -992,6 +993,8 @@ int RunDaemon(const std::string& config_arg) {
   // libuv's pool; the default of 4 threads would let 4 slow publishes stall
   // everything else.
   setenv("UV_THREADPOOL_SIZE", "16", 0);
+  spdlog::info("weightdrop {} starting (config {}, {} kernels)", WD_VERSION, config_path,
+               KernelPathName(ActiveKernelPath()));
   uv_loop_t loop;
   uv_loop_init(&loop);
   int code = 0;
