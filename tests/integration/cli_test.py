@@ -26,25 +26,16 @@ import numpy as np
 sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hostile as H  # noqa: E402
+from checks import check, note  # noqa: E402
+import checks  # noqa: E402
 
 TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDEN_DIR = os.path.join(TESTS_DIR, "golden")
 HAZARD_CASE = "10-tfjs-uniform-shard-hazard"
 BINARY = None
 VERBOSE = False
-CHECKS = []
-NOTES = []  # informational lines printed at the end
 
 
-def check(name):
-    def register(fn):
-        CHECKS.append((name, fn))
-        return fn
-    return register
-
-
-def note(msg):
-    NOTES.append(msg)
 
 
 # --- running the binary -----------------------------------------------------
@@ -1071,25 +1062,11 @@ def main():
         return 2
     register_golden()
     register_bad_inputs()
-    passed = failed = 0
     t0 = time.monotonic()
-    for name, fn in CHECKS:
-        if args.filter and args.filter not in name:
-            continue
-        try:
-            fn()
-            print(f"PASS {name}", flush=True)
-            passed += 1
-        except AssertionError as e:
-            print(f"FAIL {name}\n      {e}", flush=True)
-            failed += 1
-        except Exception as e:  # a bug in the check itself, or an OS error
-            print(f"FAIL {name}\n      {type(e).__name__}: {e}", flush=True)
-            failed += 1
+    passed, failed, _ = checks.run(args.filter)
     for sb, _ in _golden_cache.values():
         sb.close()
-    for n in NOTES:
-        print(f"note: {n}")
+    checks.print_notes()
     print(f"({time.monotonic() - t0:.1f}s)")
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0

@@ -27,21 +27,10 @@ sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import daemon_util as U  # noqa: E402
 import hostile as H  # noqa: E402
-from daemon_util import Env, Skip, sha256_bytes, sha256_file, load_json, listdir  # noqa: E402
+from daemon_util import Env, sha256_bytes, sha256_file, load_json, listdir  # noqa: E402
+from checks import Skip, check, note  # noqa: E402
+import checks  # noqa: E402
 
-CHECKS = []
-NOTES = []
-
-
-def check(name):
-    def register(fn):
-        CHECKS.append((name, fn))
-        return fn
-    return register
-
-
-def note(msg):
-    NOTES.append(msg)
 
 
 # --- shared assertions ------------------------------------------------------------
@@ -881,33 +870,15 @@ def main():
     if not os.access(U.BINARY, os.X_OK):
         print(f"daemon_test: {U.BINARY} is not an executable", file=sys.stderr)
         return 2
-    passed = failed = skipped = 0
     t0 = time.monotonic()
     try:
-        for name, fn in CHECKS:
-            if args.filter and args.filter not in name:
-                continue
-            t = time.monotonic()
-            try:
-                fn()
-                print(f"PASS {name} ({time.monotonic() - t:.1f}s)", flush=True)
-                passed += 1
-            except Skip as e:
-                print(f"SKIP {name}: {e}", flush=True)
-                skipped += 1
-            except AssertionError as e:
-                print(f"FAIL {name}\n      {e}", flush=True)
-                failed += 1
-            except Exception as e:  # a bug in the check itself, or an OS error
-                print(f"FAIL {name}\n      {type(e).__name__}: {e}", flush=True)
-                failed += 1
+        passed, failed, skipped = checks.run(args.filter)
     finally:
         if U.BASE and not args.keep:
             shutil.rmtree(U.BASE, ignore_errors=True)
         elif U.BASE:
             print(f"kept {U.BASE}")
-    for n in NOTES:
-        print(f"note: {n}")
+    checks.print_notes()
     print(f"({time.monotonic() - t0:.1f}s, {skipped} skipped)")
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0

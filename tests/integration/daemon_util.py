@@ -29,10 +29,6 @@ KEEP = False  # --keep: leave every check's folder for inspection
 SANITIZER_WORDS = ("AddressSanitizer", "runtime error:", "LeakSanitizer", "terminate called")
 
 
-class Skip(Exception):
-    """Raised by a check that cannot run here; counts as neither pass nor fail."""
-
-
 def base_dir():
     global BASE
     if BASE is None:
