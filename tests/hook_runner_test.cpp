@@ -188,43 +188,49 @@ TEST_CASE("a hook killed by a signal reports 128+signal and logs the signal") {
   CHECK(log.Has(spdlog::level::warn, "hook publish resnet killed by signal 15"));
 }
 
-TEST_CASE("a timeout SIGKILLs the hook's whole process group") {
+// Runs `/bin/sh -c "sleep 30 & <record its pid>; <rest>"` with a 300 ms
+// timeout: a hook that leaves a background child behind.
+struct BackgroundChildRun {
+  Outcome outcome;
+  pid_t child = 0;
+  steady_clock::duration took{};
+};
+
+BackgroundChildRun RunLeavingChild(const std::string& rest) {
   test::TempDir dir;
   const std::string pid_file = dir / "child.pid";
-  LogCapture log;
   Loop loop;
   HookRunner runner(loop.get());
-  Outcome o;
+  BackgroundChildRun r;
   const auto start = steady_clock::now();
-  runner.Run({"/bin/sh", "-c", "sleep 30 & echo $! > " + pid_file + "; sleep 30"}, Event(),
-             Millis(300), Record(&o));
+  runner.Run({"/bin/sh", "-c", "sleep 30 & echo $! > " + pid_file + "; " + rest}, Event(),
+             Millis(300), Record(&r.outcome));
   loop.Run();
-  CHECK(steady_clock::now() - start < std::chrono::seconds(10));
-  CHECK(o.calls == 1);
-  CHECK(o.code == -1);
+  r.took = steady_clock::now() - start;
+  r.child = std::stoi(test::ReadFile(pid_file));
+  return r;
+}
+
+TEST_CASE("a timeout SIGKILLs the hook's whole process group") {
+  LogCapture log;
+  const BackgroundChildRun r = RunLeavingChild("sleep 30");
+  CHECK(r.took < std::chrono::seconds(10));
+  CHECK(r.outcome.calls == 1);
+  CHECK(r.outcome.code == -1);
   CHECK(log.Has(spdlog::level::warn, "hook publish resnet timed out after 0.3s: killed"));
-  const pid_t grandchild = std::stoi(test::ReadFile(pid_file));
-  REQUIRE(grandchild > 0);
-  CHECK(ProcessGone(grandchild));
+  REQUIRE(r.child > 0);
+  CHECK(ProcessGone(r.child));
 }
 
 TEST_CASE("a background child holding the output open is killed at the timeout") {
-  test::TempDir dir;
-  const std::string pid_file = dir / "child.pid";
   LogCapture log;
-  Loop loop;
-  HookRunner runner(loop.get());
-  Outcome o;
-  const auto start = steady_clock::now();
   // The hook itself exits at once; its child keeps stdout open.
-  runner.Run({"/bin/sh", "-c", "sleep 30 & echo $! > " + pid_file + "; echo started"}, Event(),
-             Millis(300), Record(&o));
-  loop.Run();
-  CHECK(steady_clock::now() - start < std::chrono::seconds(10));
-  CHECK(o.code == -1);
+  const BackgroundChildRun r = RunLeavingChild("echo started");
+  CHECK(r.took < std::chrono::seconds(10));
+  CHECK(r.outcome.code == -1);
   CHECK(log.Has(spdlog::level::info, "hook publish resnet: started"));
   CHECK(log.Has(spdlog::level::warn, "hook publish resnet timed out after 0.3s: killed"));
-  CHECK(ProcessGone(std::stoi(test::ReadFile(pid_file))));
+  CHECK(ProcessGone(r.child));
 }
 
 TEST_CASE("a missing executable is logged as an error and reported as -1, never from Run") {
