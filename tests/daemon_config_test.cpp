@@ -22,25 +22,7 @@ std::string Join(const std::vector<std::string>& v) {
   return out;
 }
 
-std::string DumpOptions(const PipelineOptions& o) {
-  std::ostringstream s;
-  s << "shard=" << o.shard_size;
-  const Grouping& g = o.grouping;
-  if (g.kind == Grouping::Kind::kSingle) s << " single";
-  if (g.kind == Grouping::Kind::kByPrefix) s << " by_prefix=" << g.prefix_components;
-  if (g.kind == Grouping::Kind::kPatterns) {
-    s << " groups=";
-    for (const GroupRule& rule : g.rules) s << "[" << Join(rule.match) << "]";
-  }
-  if (g.unmatched_error) s << " unmatched=error";
-  for (const auto& [dtype, patterns] : o.quantize.patterns) {
-    s << " " << QuantDtypeName(dtype) << "=" << Join(patterns);
-  }
-  if (o.quantize.fallthrough != QuantDtype::kNone) {
-    s << " " << QuantDtypeName(o.quantize.fallthrough) << "=true";
-  }
-  return s.str();
-}
+using test::DumpOptions;
 
 // Every field of a watch, in the struct's order.
 std::string Dump(const WatchConfig& w) {
@@ -149,12 +131,12 @@ TEST_CASE("a watch's pipeline keys replace the defaults' keys and inherit the re
       "  - {drop: /d5, serve: /s, unmatched: last, groups: single}\n");
   REQUIRE(c.watches.size() == 5);
   CHECK(DumpOptions(c.defaults) ==
-        "shard=8192 groups=[enc/*] unmatched=error uint8=*/kernel "
+        "shard=8192 groups=[|enc/*] unmatched=error uint8=*/kernel "
         "float16=true");
   CHECK(DumpOptions(c.watches[0].options) == DumpOptions(c.defaults));
   // quantize is replaced whole: the defaults' uint8 and fallthrough are gone.
-  CHECK(DumpOptions(c.watches[1].options) == "shard=8192 groups=[enc/*] unmatched=error uint16=*");
-  CHECK(DumpOptions(c.watches[2].options) == "shard=16 groups=[enc/*] unmatched=error");
+  CHECK(DumpOptions(c.watches[1].options) == "shard=8192 groups=[|enc/*] unmatched=error uint16=*");
+  CHECK(DumpOptions(c.watches[2].options) == "shard=16 groups=[|enc/*] unmatched=error");
   CHECK(DumpOptions(c.watches[3].options) ==
         "shard=8192 by_prefix=2 unmatched=error uint8=*/kernel float16=true");
   CHECK(DumpOptions(c.watches[4].options) == "shard=8192 single uint8=*/kernel float16=true");

@@ -12,32 +12,7 @@
 namespace wd {
 namespace {
 
-// Every field, in the struct's own order: an oracle independent of
-// CanonicalOptions (which normalises).
-std::string Dump(const PipelineOptions& o) {
-  std::ostringstream s;
-  s << "shard=" << o.shard_size;
-  const Grouping& g = o.grouping;
-  if (g.kind == Grouping::Kind::kSingle) s << " single";
-  if (g.kind == Grouping::Kind::kByPrefix) s << " by_prefix=" << g.prefix_components;
-  if (g.kind == Grouping::Kind::kPatterns) {
-    s << " groups=";
-    for (const GroupRule& rule : g.rules) {
-      s << "[" << rule.name << "|";
-      for (size_t i = 0; i < rule.match.size(); ++i) s << (i ? "," : "") << rule.match[i];
-      s << "]";
-    }
-  }
-  if (g.unmatched_error) s << " unmatched=error";
-  for (const auto& [dtype, patterns] : o.quantize.patterns) {
-    s << " " << QuantDtypeName(dtype) << "=";
-    for (size_t i = 0; i < patterns.size(); ++i) s << (i ? "," : "") << patterns[i];
-  }
-  if (o.quantize.fallthrough != QuantDtype::kNone) {
-    s << " " << QuantDtypeName(o.quantize.fallthrough) << "=true";
-  }
-  return s.str();
-}
+std::string Dump(const PipelineOptions& o) { return test::DumpOptions(o); }
 
 struct OkRow {
   const char* yaml;

@@ -85,4 +85,32 @@ std::string Int32s(std::initializer_list<int32_t> v) {
   return out;
 }
 
+namespace {
+std::string Join(const std::vector<std::string>& v) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? "," : "") + v[i];
+  return out;
+}
+}  // namespace
+
+std::string DumpOptions(const PipelineOptions& o) {
+  std::ostringstream s;
+  s << "shard=" << o.shard_size;
+  const Grouping& g = o.grouping;
+  if (g.kind == Grouping::Kind::kSingle) s << " single";
+  if (g.kind == Grouping::Kind::kByPrefix) s << " by_prefix=" << g.prefix_components;
+  if (g.kind == Grouping::Kind::kPatterns) {
+    s << " groups=";
+    for (const GroupRule& rule : g.rules) s << "[" << rule.name << "|" << Join(rule.match) << "]";
+  }
+  if (g.unmatched_error) s << " unmatched=error";
+  for (const auto& [dtype, patterns] : o.quantize.patterns) {
+    s << " " << QuantDtypeName(dtype) << "=" << Join(patterns);
+  }
+  if (o.quantize.fallthrough != QuantDtype::kNone) {
+    s << " " << QuantDtypeName(o.quantize.fallthrough) << "=true";
+  }
+  return s.str();
+}
+
 }  // namespace wd::test

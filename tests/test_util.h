@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "core/pipeline_options.h"
+
 namespace wd::test {
 
 // A fresh folder under $TMPDIR, removed (recursively) on destruction.
@@ -50,5 +52,10 @@ std::string Npy(const std::string& descr, const std::string& shape, const std::s
 // Little-endian bytes of the given values.
 std::string Floats(std::initializer_list<float> v);
 std::string Int32s(std::initializer_list<int32_t> v);
+
+// Every field of pipeline options, in the struct's own order: an oracle
+// independent of CanonicalOptions (which normalises). Group rules print as
+// [name|pattern,...].
+std::string DumpOptions(const PipelineOptions& o);
 
 }  // namespace wd::test
