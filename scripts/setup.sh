@@ -8,7 +8,8 @@ SUDO=""
 pkgs=(build-essential cmake pkg-config clang-format
       libuv1-dev libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev doctest-dev
       libzip-dev zlib1g-dev libssl-dev libcli11-dev
-      python3 python3-numpy nodejs npm)
+      python3 python3-numpy nodejs npm
+      clang libclang-rt-14-dev)  # scripts/fuzz.sh: libFuzzer targets
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
