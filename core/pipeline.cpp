@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/model_json.h"
 #include "core/options_json.h"
 #include "core/sha256.h"
 #include "core/shard_writer.h"
@@ -59,17 +60,23 @@ Status HashFile(const std::string& path, Sha256& h) {
   return st;
 }
 
-Result<std::optional<nlohmann::json>> ReadModelJson(const Bundle& bundle) {
-  if (!bundle.model_json()) return std::optional<nlohmann::json>();
-  WD_ASSIGN_OR_RETURN(std::string text,
-                      DefaultFileSystem().ReadFile(*bundle.model_json(), 64u << 20));
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
-    return Status::Bundle(*bundle.model_json() +
-                          ": not a JSON object (expected a tfjs model.json)");
-  }
-  j.erase("weightsManifest");
-  return std::optional<nlohmann::json>(std::move(j));
+// One file of a bundle digest: its name, a NUL, its size as 8 bytes
+// little-endian, then its bytes (docs/formats.md, "Bundle digest").
+Status HashNamedFile(const std::string& name, const std::string& path, Sha256& h) {
+  std::error_code ec;
+  const uint64_t size = std::filesystem::file_size(path, ec);
+  if (ec) return ErrnoStatus("cannot stat " + path, ec.value());
+  uint8_t le[8];
+  for (int i = 0; i < 8; ++i) le[i] = static_cast<uint8_t>(size >> (8 * i));
+  h.Update(name.c_str(), name.size() + 1);  // with the NUL
+  h.Update(le, sizeof le);
+  return HashFile(path, h);
+}
+
+Result<std::optional<std::string>> ReadBundleModelJson(const Bundle& bundle) {
+  if (!bundle.model_json()) return std::optional<std::string>();
+  WD_ASSIGN_OR_RETURN(std::string text, ReadModelJson(*bundle.model_json()));
+  return std::optional<std::string>(std::move(text));
 }
 
 // BundleDigest on a thread of its own; joined by Wait() or the destructor.
@@ -153,6 +160,14 @@ Result<StagedContent> WriteShards(const Bundle& bundle, const Plan& plan, FileSy
 
 Result<std::string> BundleDigest(const Bundle& bundle) {
   Sha256 h;
+  const bool single_npy =
+      !bundle.is_directory() && bundle.weights().size() == 1 && bundle.weights()[0].archive < 0;
+  if (single_npy) {
+    // The file's name is its weight's name: hash it as a folder of one file.
+    const std::string& path = bundle.path();
+    WD_RETURN_IF_ERROR(HashNamedFile(path.substr(path.find_last_of('/') + 1), path, h));
+    return h.HexDigest();
+  }
   if (!bundle.is_directory()) {
     WD_RETURN_IF_ERROR(HashFile(bundle.path(), h));
     return h.HexDigest();
@@ -174,13 +189,7 @@ Result<std::string> BundleDigest(const Bundle& bundle) {
   if (ec) return ErrnoStatus("cannot list " + bundle.path(), ec.value());
   std::sort(files.begin(), files.end());
   for (const auto& rel : files) {
-    const std::string full = bundle.path() + "/" + rel;
-    const uint64_t size = fs::file_size(full, ec);
-    uint8_t le[8];
-    for (int i = 0; i < 8; ++i) le[i] = static_cast<uint8_t>(size >> (8 * i));
-    h.Update(rel.data(), rel.size() + 1);  // includes the terminating NUL
-    h.Update(le, sizeof le);
-    WD_RETURN_IF_ERROR(HashFile(full, h));
+    WD_RETURN_IF_ERROR(HashNamedFile(rel, bundle.path() + "/" + rel, h));
   }
   return h.HexDigest();
 }
@@ -200,7 +209,7 @@ Result<BundlePublish> PublishBundle(const std::string& path, const PublishSettin
   WD_RETURN_IF_ERROR(ValidateModelName(settings.model));
   WD_ASSIGN_OR_RETURN(auto bundle, Bundle::Open(path));
   WD_ASSIGN_OR_RETURN(Plan plan, MakePlan(*bundle, settings.options));
-  WD_ASSIGN_OR_RETURN(auto model_json, ReadModelJson(*bundle));
+  WD_ASSIGN_OR_RETURN(auto model_json, ReadBundleModelJson(*bundle));
   PublishRequest req{.serve_root = settings.serve_root,
                      .model = settings.model,
                      .keep_versions = settings.keep_versions,

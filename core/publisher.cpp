@@ -12,6 +12,7 @@
 #include <set>
 #include <utility>
 
+#include "core/model_json.h"
 #include "core/sha256.h"
 
 #ifndef WD_VERSION
@@ -165,17 +166,10 @@ std::string NowRfc3339() {
   return buf;
 }
 
-// The topology with "weightsManifest" set to `m` (nlohmann is caught here).
-Result<std::string> ModelJsonWith(const nlohmann::json& topology, const Manifest& m,
+// The bundle's model.json with "weightsManifest" set to `m`.
+Result<std::string> ModelJsonWith(const std::string& topology, const Manifest& m,
                                   const std::string& where) {
-  if (!topology.is_object()) return Status::Bundle(where + ": model.json must be a JSON object");
-  try {
-    nlohmann::json out = topology;
-    out["weightsManifest"] = nlohmann::json::parse(ManifestToJson(m));
-    return out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  } catch (const nlohmann::json::exception& e) {
-    return Status::Bundle(where + ": cannot write model.json: " + e.what());
-  }
+  return ModelJsonWithManifest(topology, ManifestToJson(m), where);
 }
 
 std::string ProvenanceJson(const PublishRequest& req, int version, const StagedContent& content,
@@ -308,7 +302,7 @@ Status SwapPointers(FileSystem& fs, const Layout& l, const Pointers& next) {
 }
 
 // The pointers that make version `v` current.
-Result<Pointers> PointersFor(const Manifest& plain, const std::optional<nlohmann::json>& topology,
+Result<Pointers> PointersFor(const Manifest& plain, const std::optional<std::string>& topology,
                              int v, const std::string& where) {
   const Manifest qualified = WithPathPrefix(plain, std::to_string(v) + "/");
   Pointers p;
@@ -333,15 +327,12 @@ Result<Pointers> PointersForVersion(FileSystem& fs, const Layout& l, int v) {
       }
     }
   }
-  std::optional<nlohmann::json> topology;
+  std::optional<std::string> topology;
   const std::string model_path = Join(vdir, kModelFile);
   if (fs.Exists(model_path)) {
-    WD_ASSIGN_OR_RETURN(std::string mj, fs.ReadFile(model_path, kMaxJsonBytes));
-    try {
-      topology = nlohmann::json::parse(mj);
-    } catch (const nlohmann::json::exception& e) {
-      return Status::Environment(model_path + ": not valid JSON: " + e.what());
-    }
+    WD_ASSIGN_OR_RETURN(topology, fs.ReadFile(model_path, kMaxJsonBytes));
+    Status valid = CheckModelJson(*topology, model_path);
+    if (!valid.ok()) return Status::Environment(valid.message());
   }
   return PointersFor(manifest, topology, v, model_path);
 }

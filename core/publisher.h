@@ -27,7 +27,9 @@ struct ShardFile {
 struct StagedContent {
   Manifest manifest;  // plain shard names
   std::vector<ShardFile> shards;
-  std::optional<nlohmann::json> model_json;  // topology without weightsManifest
+  // The bundle's model.json as it was given (checked by CheckModelJson);
+  // published with only its "weightsManifest" value replaced.
+  std::optional<std::string> model_json;
   // The bundle digest, when the request left source_sha256 empty so that the
   // producer could hash the bundle while encoding it.
   std::string source_sha256;

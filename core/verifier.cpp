@@ -10,6 +10,7 @@
 #include "core/bundle.h"
 #include "core/file_system.h"
 #include "core/manifest.h"
+#include "core/model_json.h"
 #include "core/options_json.h"
 #include "core/pipeline.h"
 #include "core/plan.h"
@@ -144,12 +145,45 @@ void CheckPointers(const Target& t, const Manifest& m, FileSystem& fs, VerifyRep
     report.problems.push_back(text.status().message());
     return;
   }
+  const std::string qualified = ManifestToJson(WithPathPrefix(m, t.version + "/"));
   auto pointer = ParseManifest(*text, t.model_dir + "/weights_manifest.json");
   if (!pointer.ok()) {
     report.problems.push_back(pointer.status().message());
-  } else if (ManifestToJson(*pointer) != ManifestToJson(WithPathPrefix(m, t.version + "/"))) {
+  } else if (ManifestToJson(*pointer) != qualified) {
     report.problems.push_back(t.model_dir + "/weights_manifest.json does not match version " +
                               t.version + "'s manifest");
+  }
+  // model.json: the version's, byte for byte, with the qualified manifest.
+  const std::string top = t.model_dir + "/model.json";
+  const std::string inner = t.version_dir + "/model.json";
+  if (!fs.Exists(inner)) {
+    if (fs.Exists(top)) {
+      report.problems.push_back(top + " exists but version " + t.version + " has no model.json");
+    }
+    return;
+  }
+  auto inner_text = fs.ReadFile(inner, kMaxModelJsonBytes);
+  auto top_text = fs.ReadFile(top, kMaxModelJsonBytes);
+  if (!inner_text.ok() || !top_text.ok()) {
+    return report.problems.push_back((inner_text.ok() ? top_text : inner_text).status().message());
+  }
+  auto expected = ModelJsonWithManifest(*inner_text, qualified, inner);
+  if (expected.ok() && *expected != *top_text) {
+    report.problems.push_back(top + " is not version " + t.version +
+                              "'s model.json with its manifest (keys, order or bytes differ)");
+  }
+}
+
+// A version's model.json must be valid and name exactly its own manifest.
+void CheckModelJsonFile(const Target& t, const Manifest& m, FileSystem& fs, VerifyReport& report) {
+  const std::string path = t.version_dir + "/model.json";
+  if (!fs.Exists(path)) return;
+  auto text = fs.ReadFile(path, kMaxModelJsonBytes);
+  if (!text.ok()) return report.problems.push_back(text.status().message());
+  auto same = ModelJsonWithManifest(*text, ManifestToJson(m), path);
+  if (!same.ok()) return report.problems.push_back(same.status().message());
+  if (*same != *text) {
+    report.problems.push_back(path + ": its weightsManifest is not the version's manifest");
   }
 }
 
@@ -197,6 +231,23 @@ void CheckAgainst(const std::string& bundle_path, const nlohmann::json& record, 
   DiscardingFileSystem discard;
   auto staged = WriteShards(**bundle, *plan, discard, "", nullptr);
   if (!staged.ok()) return report.problems.push_back(staged.status().message());
+  const std::string version_model = report.version_dir + "/model.json";
+  const bool published_model = DefaultFileSystem().Exists(version_model);
+  if ((*bundle)->model_json()) {
+    auto original = ReadModelJson(*(*bundle)->model_json());
+    auto expected = original.ok() ? ModelJsonWithManifest(*original, ManifestToJson(m),
+                                                          *(*bundle)->model_json())
+                                  : original;
+    auto actual_text = DefaultFileSystem().ReadFile(version_model, kMaxModelJsonBytes);
+    if (!expected.ok()) {
+      report.problems.push_back(expected.status().message());
+    } else if (!actual_text.ok() || *actual_text != *expected) {
+      report.problems.push_back(version_model + " is not " + *(*bundle)->model_json() +
+                                " with only weightsManifest filled in");
+    }
+  } else if (published_model) {
+    report.problems.push_back(version_model + " exists but " + bundle_path + " has no model.json");
+  }
   if (ManifestToJson(staged->manifest) != ManifestToJson(m)) {
     report.problems.push_back(bundle_path + " encodes to a different manifest than " +
                               report.version_dir + "'s");
@@ -238,6 +289,7 @@ Result<VerifyReport> Verify(const std::string& target, const std::string& agains
   std::map<std::string, Recorded> actual;
   CheckShards(t, m, rec, report, actual);
   CheckPointers(t, m, fs, report);
+  CheckModelJsonFile(t, m, fs, report);
   if (!against.empty()) CheckAgainst(against, record, m, actual, report);
   return report;
 }

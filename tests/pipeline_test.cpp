@@ -8,6 +8,7 @@
 
 #include "config/pipeline_config.h"
 #include "core/inspector.h"
+#include "core/publisher.h"
 #include "core/verifier.h"
 #include "tests/test_util.h"
 
@@ -263,6 +264,113 @@ TEST_CASE("deflated members quantize to the same bytes as stored ones (one infla
     CHECK(test::ReadFile(stored->result.version_dir + "/group1-shard1of1.bin") ==
           test::ReadFile(deflated->result.version_dir + "/group1-shard1of1.bin"));
   }
+}
+
+TEST_CASE("a renamed single .npy is a new bundle: its name is its weight's name") {
+  test::TempDir d;
+  fs::create_directories(d / "a");
+  fs::create_directories(d / "b");
+  fs::create_directories(d / "c");
+  const std::string bytes = Npy("<f4", "(2,)", Floats({1, 2}));
+  test::WriteFile(d / "a/encoder.npy", bytes);
+  test::WriteFile(d / "b/decoder.npy", bytes);
+  test::WriteFile(d / "c/decoder.npy", bytes);
+  auto first = Publish(d / "a/encoder.npy", d / "s");
+  REQUIRE(first.ok());
+  auto renamed = Publish(d / "b/decoder.npy", d / "s");
+  REQUIRE_MESSAGE(renamed.ok(), renamed.status().message());
+  CHECK_FALSE(renamed->result.unchanged);
+  CHECK(renamed->result.version == 2);
+  CHECK(test::ReadFile(d / "s/m/weights_manifest.json").find("\"decoder\"") != std::string::npos);
+  // The same name and bytes from another folder is the same bundle.
+  auto again = Publish(d / "c/decoder.npy", d / "s");
+  REQUIRE(again.ok());
+  CHECK(again->result.unchanged);
+}
+
+TEST_CASE("bundle digests cover names: .npy stem, folder paths and .npz members") {
+  test::TempDir d;
+  const std::string bytes = Npy("<f4", "(2,)", Floats({1, 2}));
+  fs::create_directories(d / "f1");
+  fs::create_directories(d / "f2");
+  test::WriteFile(d / "x.npy", bytes);
+  test::WriteFile(d / "y.npy", bytes);
+  test::WriteFile(d / "f1/x.npy", bytes);
+  test::WriteFile(d / "f2/y.npy", bytes);
+  auto digest = [](const std::string& p) {
+    auto b = Bundle::Open(p);
+    REQUIRE(b.ok());
+    auto h = BundleDigest(**b);
+    REQUIRE(h.ok());
+    return *h;
+  };
+  CHECK(digest(d / "x.npy") != digest(d / "y.npy"));
+  CHECK(digest(d / "f1") != digest(d / "f2"));
+  // A single .npy hashes like a folder holding just that file.
+  CHECK(digest(d / "x.npy") == digest(d / "f1"));
+}
+
+// A graph model.json whose keys are deliberately not in sorted order.
+const char kGraphModel[] =
+    "{\"format\": \"graph-model\", \"generatedBy\": \"2.x\",\n"
+    " \"signature\": {\"inputs\": {\"zeta:0\": {\"name\": \"zeta:0\"}, "
+    "\"alpha:0\": {\"name\": \"alpha:0\"}},\n"
+    "               \"outputs\": {\"z_out:0\": {\"name\": \"z_out:0\"}, "
+    "\"a_out:0\": {\"name\": \"a_out:0\"}}},\n"
+    " \"modelTopology\": {\"node\": [], \"versions\": {\"producer\": 1}, \"library\": {}}\n}\n";
+
+TEST_CASE("model.json is published byte for byte with only weightsManifest filled in") {
+  test::TempDir d;
+  fs::create_directories(d / "b1");
+  fs::create_directories(d / "b2");
+  test::WriteFile(d / "b1/w.npy", Npy("<f4", "(2,)", Floats({1, 2})));
+  test::WriteFile(d / "b1/model.json", kGraphModel);
+  test::WriteFile(d / "b2/w.npy", Npy("<f4", "(2,)", Floats({3, 4})));
+  test::WriteFile(d / "b2/model.json", kGraphModel);
+  REQUIRE(Publish(d / "b1", d / "s").ok());
+  REQUIRE(Publish(d / "b2", d / "s").ok());
+  const std::string original = kGraphModel;
+  // Inserted right after the last member's value.
+  const size_t close = original.find_last_not_of(" \n", original.rfind('}') - 1) + 1;
+  auto expect = [&](const std::string& manifest_file) {
+    return original.substr(0, close) + ", \"weightsManifest\": " + test::ReadFile(manifest_file) +
+           original.substr(close);
+  };
+  CHECK(test::ReadFile(d / "s/m/2/model.json") == expect(d / "s/m/2/weights_manifest.json"));
+  CHECK(test::ReadFile(d / "s/m/model.json") == expect(d / "s/m/weights_manifest.json"));
+  auto ok = Verify(d / "s/m", d / "b2");
+  REQUIRE(ok.ok());
+  CHECK(ok->problems.empty());
+
+  Publisher p(DefaultFileSystem());
+  REQUIRE(p.Rollback(d / "s", "m", 1).ok());
+  CHECK(test::ReadFile(d / "s/m/model.json") == expect(d / "s/m/weights_manifest.json"));
+  CHECK(test::ReadFile(d / "s/m/weights_manifest.json").find("\"1/group1") != std::string::npos);
+  auto rolled = Verify(d / "s/m", d / "b1");
+  REQUIRE(rolled.ok());
+  CHECK(rolled->problems.empty());
+
+  // verify notices a re-sorted model.json.
+  fs::permissions(d / "s/m/1/model.json", fs::perms::owner_write, fs::perm_options::add);
+  test::WriteFile(d / "s/m/1/model.json",
+                  nlohmann::json::parse(test::ReadFile(d / "s/m/1/model.json")).dump());
+  auto resorted = Verify(d / "s/m", d / "b1");
+  REQUIRE(resorted.ok());
+  CHECK(resorted->problems.size() >= 2);
+}
+
+TEST_CASE("a model.json nested too deeply is refused before anything is published") {
+  test::TempDir d;
+  fs::create_directories(d / "b");
+  test::WriteFile(d / "b/w.npy", Npy("<f4", "(2,)", Floats({1, 2})));
+  test::WriteFile(d / "b/model.json",
+                  "{\"x\": " + std::string(2'000'000, '[') + std::string(2'000'000, ']') + "}");
+  auto r = Publish(d / "b", d / "s");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().kind() == ErrorKind::kBundle);
+  CHECK(r.status().message().find("b/model.json: nested more than 512 levels deep") !=
+        std::string::npos);
+  CHECK_FALSE(fs::exists(d / "s/m"));
 }
 
 }  // namespace
