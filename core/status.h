@@ -15,6 +15,8 @@ enum class ErrorKind {
   kEnvironment,  // disk full, I/O error, permissions: retry later, not the bundle's fault
   kIncomplete,   // the input is still being written (truncated for now)
   kUsage,        // bad command-line use
+  kInternal,     // weightdrop's own fault (an exception, a broken invariant): never
+                 // blamed on the bundle's content, but never leaves it stranded
 };
 
 class [[nodiscard]] Status {
@@ -33,6 +35,7 @@ class [[nodiscard]] Status {
   static Status Environment(std::string m) { return Error(ErrorKind::kEnvironment, std::move(m)); }
   static Status Incomplete(std::string m) { return Error(ErrorKind::kIncomplete, std::move(m)); }
   static Status Usage(std::string m) { return Error(ErrorKind::kUsage, std::move(m)); }
+  static Status Internal(std::string m) { return Error(ErrorKind::kInternal, std::move(m)); }
 
   bool ok() const { return ok_; }
   ErrorKind kind() const { return kind_; }
@@ -53,6 +56,26 @@ class [[nodiscard]] Status {
 // Environment error from errno: "<what>: <strerror>". ENOENT/EACCES etc. all
 // count as environment faults; callers that know better re-kind them.
 Status ErrnoStatus(const std::string& what, int err);
+
+// The exception being handled as Status::Internal("internal error while
+// <doing> <subject>: <what()>"), e.g. "internal error while publishing
+// /d/b.npz: std::bad_alloc". REQUIRES: called inside a catch block. Never
+// throws: when even the message cannot be built (out of memory) it returns a
+// fixed one.
+Status InternalErrorFromException(const char* doing, const std::string& subject) noexcept;
+
+// Runs fn() (returning Status) and turns anything it throws into
+// InternalErrorFromException(doing, subject): the one adapter between code
+// that may throw (std::bad_alloc from any allocation) and callers that only
+// take values — a libuv worker, main().
+template <typename Fn>
+Status CatchInternal(const char* doing, const std::string& subject, Fn&& fn) noexcept {
+  try {
+    return fn();
+  } catch (...) {
+    return InternalErrorFromException(doing, subject);
+  }
+}
 
 template <typename T>
 class [[nodiscard]] Result {

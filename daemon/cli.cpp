@@ -29,6 +29,10 @@ constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 
 int Fail(const Status& s) {
+  if (s.kind() == ErrorKind::kInternal) {  // the message says "internal error while ..."
+    std::cerr << "weightdrop: " << s.message() << " (a bug in weightdrop, please report it)\n";
+    return kExitFailure;
+  }
   std::cerr << "weightdrop: error: " << s.message() << "\n";
   return s.kind() == ErrorKind::kUsage ? kExitUsage : kExitFailure;
 }
@@ -279,9 +283,19 @@ int RunCli(int argc, char** argv) {
     const int code = app.exit(e);
     return code == 0 ? kExitOk : kExitUsage;
   }
-  if (publish->parsed()) return RunPublish(bundle, to, model, keep_versions, publish_flags);
+  // Anything thrown below (std::bad_alloc from a bundle that declares more
+  // than fits in memory) is a clear message naming the bundle and exit 1,
+  // never an abort.
+  int code = kExitUsage;
+  const Status st =
+      CatchInternal(publish->parsed() ? "publishing" : "inspecting", bundle, [&]() -> Status {
+        if (publish->parsed()) code = RunPublish(bundle, to, model, keep_versions, publish_flags);
+        if (inspect->parsed()) code = RunInspect(bundle, inspect_flags);
+        return Status::Ok();
+      });
+  if (!st.ok()) return Fail(st);
+  if (publish->parsed() || inspect->parsed()) return code;
   if (check->parsed()) return RunCheckConfig(config_file);
-  if (inspect->parsed()) return RunInspect(bundle, inspect_flags);
   if (verify->parsed()) return RunVerify(target, against);
   if (rollback->parsed()) return RunRollback(target, rollback_to);
   if (run->parsed()) return RunDaemon(run_config);
