@@ -203,6 +203,41 @@ Result<NpzMember> StatMember(zip_t* z, uint64_t i, const std::string& where) {
   return m;
 }
 
+// Deflate cannot expand data more than 1032 times (a 258-byte match costs
+// at least 2 bits); the slack covers a member's few bytes of stream framing.
+constexpr uint64_t kMaxDeflateRatio = 1032;
+constexpr uint64_t kDeflateSlack = 64;
+
+// What the headers declare must fit what the file holds, before anything
+// is planned from it: a member's compressed bytes lie inside the file and
+// do not overlap another's, a stored member is its compressed bytes, and a
+// deflated one inflates at most kMaxDeflateRatio times.
+Status CheckDeclaredSizes(const std::vector<NpzMember>& members, uint64_t file_size,
+                          const std::string& where) {
+  uint64_t compressed = 0;
+  for (const NpzMember& m : members) {
+    const std::string member = where + ": member '" + m.name + "'";
+    if (m.comp_size > file_size || compressed + m.comp_size > file_size) {
+      return Status::Bundle(member + ": declares " + std::to_string(m.comp_size) +
+                            " compressed bytes, but with the members before it that is more "
+                            "than the whole file holds (" +
+                            std::to_string(file_size) + " bytes)");
+    }
+    compressed += m.comp_size;
+    if (m.stored && m.size != m.comp_size) {
+      return Status::Bundle(member + ": is stored, but declares " + std::to_string(m.size) +
+                            " bytes and " + std::to_string(m.comp_size) + " compressed bytes");
+    }
+    if (!m.stored && m.size > m.comp_size * kMaxDeflateRatio + kDeflateSlack) {
+      return Status::Bundle(member + ": declares " + std::to_string(m.size) +
+                            " bytes inflated from " + std::to_string(m.comp_size) +
+                            " compressed: more than deflate can expand to (" +
+                            std::to_string(kMaxDeflateRatio) + "x)");
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<std::unique_ptr<NpzArchive>> NpzArchive::Open(int fd, const std::string& where) {
@@ -225,6 +260,9 @@ Result<std::unique_ptr<NpzArchive>> NpzArchive::Open(int fd, const std::string& 
     WD_ASSIGN_OR_RETURN(NpzMember m, StatMember(z, static_cast<uint64_t>(i), where));
     a->members_.push_back(std::move(m));
   }
+  struct stat st;
+  if (keep < 0 || fstat(keep, &st) != 0) return ErrnoStatus("stat " + where, errno);
+  WD_RETURN_IF_ERROR(CheckDeclaredSizes(a->members_, static_cast<uint64_t>(st.st_size), where));
   return a;
 }
 

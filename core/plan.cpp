@@ -176,6 +176,7 @@ Result<Plan> MakePlan(const Bundle& bundle, const PipelineOptions& options) {
   auto groups_or = AssignGroups(bundle, options.grouping);
   if (!groups_or.ok()) return groups_or.status().WithContext(bundle.path());
   auto groups = std::move(groups_or).value();
+  uint64_t shard_count = 0;  // bounded before any shard is cut
   for (size_t gi = 0; gi < groups.size(); ++gi) {
     PlannedGroup& g = groups[gi];
     for (PlannedWeight& pw : g.weights) {
@@ -187,6 +188,13 @@ Result<Plan> MakePlan(const Bundle& bundle, const PipelineOptions& options) {
       WD_ASSIGN_OR_RETURN(pw.encoded_bytes, EncodedBytes(bundle, w, pw.out, pw.quant));
       pw.offset = g.total_bytes;
       g.total_bytes += pw.encoded_bytes;
+    }
+    shard_count += g.total_bytes / options.shard_size + 1;
+    if (shard_count > kMaxShards) {
+      return Status::Bundle(bundle.path() + ": with shard_size " +
+                            std::to_string(options.shard_size) + " this bundle needs more than " +
+                            std::to_string(kMaxShards) +
+                            " shard files (a browser fetches each one): raise shard_size");
     }
     g.shards = CutShards(g.total_bytes, options.shard_size, static_cast<int>(gi + 1));
   }

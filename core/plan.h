@@ -40,6 +40,10 @@ struct Plan {
   bool hazard_split = false;         // the tfjs uniform-shard mitigation cut a shard
 };
 
+// Most shard files one version may have. Plan memory follows the shard
+// count, so this bounds it whatever sizes a bundle declares.
+inline constexpr uint64_t kMaxShards = 100000;
+
 // Builds the plan. String weights are read once to size them. Errors: a
 // weight matched by two quantization dtypes (kConfig, naming the weight and
 // patterns), `unmatched: error` with an unmatched weight (kConfig), and any

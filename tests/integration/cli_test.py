@@ -504,6 +504,32 @@ def _(sb):
     return [sb.write("badname.npz", H.npz_with_invalid_utf8_name(f32(1, 2)))]
 
 
+@bad("231-byte zip64 .npz whose deflated member declares 2^50 bytes", ["bomb.npz"], "w.npy",
+     ("deflate",), contains=("1125899906842624",))
+def _(sb):
+    return [sb.write("bomb.npz", H.zip64_bomb_npz(1 << 50))]
+
+
+@bad("zip64 .npz whose stored member declares 2^50 bytes", ["bomb_stored.npz"], "w.npy",
+     ("stored",), contains=("1125899906842624",))
+def _(sb):
+    return [sb.write("bomb_stored.npz", H.zip64_bomb_npz(1 << 50, stored=True))]
+
+
+@bad("model.json of 2 MB of nested arrays", ["model.json"], None, ("nested",))
+def _(sb):
+    root = sb.path("deepdir")
+    H.write(os.path.join(root, "w.npy"), H.npy_bytes(f32(1, 2)))
+    H.write(os.path.join(root, "model.json"), b'{"x": ' + b"[" * 1000000 + b"]" * 1000000 + b"}")
+    return [root]
+
+
+@bad("shard_size 1 on a 120 KB weight (more than 100000 shard files)", ["many.npz"], None,
+     ("shard_size",), contains=("100000",))
+def _(sb):
+    return [sb.npz("many.npz", w=np.zeros(30000, np.float32)), "--shard-size", "1"]
+
+
 @bad("duplicate weight names (dupw.npy and x.npz member 'dupw')",
      ["x.npz", "dupw.npy", "dupdir"], "dupw", ("duplicate",))
 def _(sb):

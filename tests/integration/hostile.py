@@ -192,6 +192,31 @@ def npz_with_invalid_utf8_name(arr):
     return bytes(blob)
 
 
+def zip64_bomb_npz(declared=1 << 50, stored=False, name="w.npy"):
+    """A tiny .npz whose one zip64 member declares `declared` bytes in both
+    its local and central headers, with an .npy header to match; only that
+    header is actually in the file (deflated, or stored)."""
+    header = npy_header("'<f4'", ((declared - 128) // 4,))
+    header = npy_header("'<f4'", ((declared - len(header)) // 4,))
+    assert len(header) + 4 * ((declared - len(header)) // 4) == declared
+    if stored:
+        data, method = header, 0
+    else:
+        c = zlib.compressobj(9, zlib.DEFLATED, -15)
+        data, method = c.compress(header) + c.flush(), 8
+    fname = name.encode()
+    extra = struct.pack("<HHQQ", 1, 16, declared, len(data))
+    crc = crc32(header)
+    local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 45, 0, method, 0, 0x5021, crc,
+                        0xFFFFFFFF, 0xFFFFFFFF, len(fname), len(extra)) + fname + extra
+    central = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 45, 45, 0, method, 0,
+                          0x5021, crc, 0xFFFFFFFF, 0xFFFFFFFF, len(fname),
+                          len(extra), 0, 0, 0, 0, 0) + fname + extra
+    body = local + data
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, len(central), len(body), 0)
+    return body + central + end
+
+
 def crc32(data):
     return zlib.crc32(data) & 0xFFFFFFFF
 
