@@ -21,6 +21,7 @@
 #include "core/file_system.h"
 #include "core/pipeline.h"
 #include "core/publisher.h"
+#include "daemon/crash_guard.h"
 #include "daemon/drop_folder.h"
 #include "daemon/hook_runner.h"
 #include "daemon/inotify_watcher.h"
@@ -110,9 +111,20 @@ struct Job {
   WatchConfig cfg;
   Claimed claimed;
   std::string model;
-  std::string pre_error;  // set when the job must fail without publishing
+  Status pre_error;  // not ok when the job must fail without publishing
+  // A bundle quarantined for crashing the daemon: its path in the crash log
+  // (processing/... or the drop folder), resolved once it is in failed/.
+  std::string crash_key;
   int attempts = 0;
   bool recovered = false;
+};
+
+// A bundle found at start: in processing/, or in the drop folder after it
+// crashed the daemon while being opened (then claimed right away).
+struct Recovered {
+  Claimed claimed;
+  Status poison;  // not ok: quarantine it without publishing
+  std::string crash_key;
 };
 
 struct Outcome {
@@ -143,9 +155,12 @@ constexpr int64_t kMaxBackoffMs = 5 * 60 * 1000;
 
 class Daemon {
  public:
-  Daemon(uv_loop_t* loop, std::string config_path)
+  Daemon(uv_loop_t* loop, std::string config_path, DaemonTestHooks hooks,
+         std::shared_ptr<const CrashHistory> crashes)
       : loop_(loop),
         config_path_(std::move(config_path)),
+        test_hooks_(std::move(hooks)),
+        crashes_(std::move(crashes)),
         hooks_(loop),
         notifier_(SdNotifier::FromEnvironment()) {}
 
@@ -160,7 +175,7 @@ class Daemon {
   void AddWatch(const WatchConfig& wc);
   void Recover(Watch* w);
   void RemoveWatch(Watch* w);
-  void OnWatchRecovered(Watch* w, Status st, std::vector<Claimed> processing);
+  void OnWatchRecovered(Watch* w, Status st, std::vector<Recovered> found);
   void MaybeReady();
 
   // --- readiness
@@ -197,6 +212,10 @@ class Daemon {
 
   uv_loop_t* loop_;
   std::string config_path_;
+  const DaemonTestHooks test_hooks_;
+  // What crashed the daemon before this start (read-only; workers read it).
+  const std::shared_ptr<const CrashHistory> crashes_;
+  std::set<std::string> crash_keys_taken_;  // quarantined by a recovery already
   DaemonConfig cfg_;
   HookRunner hooks_;
   SdNotifier notifier_;
@@ -297,13 +316,47 @@ void Daemon::AddWatch(const WatchConfig& wc) {
   Recover(raw);
 }
 
+// Runs on a worker thread. Pairs each bundle in processing/ with the crash
+// guard's verdict on it, and claims the bundles of the drop folder that
+// crashed the daemon while being opened, before any scan probes them again.
+// `taken`: crash keys already quarantined by an earlier recovery (a watch
+// removed and added again by reloads), whose name a new bundle may now have.
+std::vector<Recovered> WithCrashVerdicts(const std::string& drop, const CrashHistory& crashes,
+                                         const std::set<std::string>& taken,
+                                         const std::vector<Claimed>& processing) {
+  auto verdict = [](const CrashRecord& r, const char* doing) {
+    return Status::Internal("weightdrop crashed (signal " + SignalName(r.last_signal) + ") " +
+                            std::to_string(r.crashes) + " times while " + doing +
+                            " this bundle; quarantined");
+  };
+  std::vector<Recovered> out;
+  for (const Claimed& c : processing) {
+    Recovered r{.claimed = c, .poison = Status::Ok(), .crash_key = ""};
+    auto it = crashes.find(c.path);
+    if (it != crashes.end() && it->second.crashes >= kQuarantineAfterCrashes) {
+      r.poison = verdict(it->second, "publishing");
+      r.crash_key = c.path;
+    }
+    out.push_back(std::move(r));
+  }
+  for (const auto& [path, rec] : crashes) {
+    const std::filesystem::path p(path);
+    if (rec.crashes < kQuarantineAfterCrashes || p.parent_path() != drop || taken.count(path)) {
+      continue;
+    }
+    auto claimed = ClaimBundle(drop, p.filename(), NewClaimId());
+    if (claimed.ok()) out.push_back({*claimed, verdict(rec, "opening"), path});
+  }
+  return out;
+}
+
 // Recovery needs the disk: layout, leftover staging, bundles in processing/.
 void Daemon::Recover(Watch* raw) {
   const WatchConfig wc = raw->cfg;
-  auto result = std::make_shared<std::pair<Status, std::vector<Claimed>>>();
+  auto result = std::make_shared<std::pair<Status, std::vector<Recovered>>>();
   RunOnWorker(
-      loop_,
-      [wc, result] {
+      loop_, "recovering", wc.drop,
+      [wc, result, crashes = crashes_, taken = crash_keys_taken_] {
         Status st = EnsureDropLayout(wc.drop);
         if (st.ok()) {
           std::error_code ec;
@@ -314,16 +367,19 @@ void Daemon::Recover(Watch* raw) {
         if (st.ok()) {
           auto p = ListProcessing(wc.drop);
           if (p.ok())
-            result->second = std::move(p).value();
+            result->second = WithCrashVerdicts(wc.drop, *crashes, taken, *p);
           else
             st = p.status();
         }
         result->first = st;
       },
-      [this, raw, result] { OnWatchRecovered(raw, result->first, std::move(result->second)); });
+      [this, raw, result](const Status& fault) {
+        if (!fault.ok()) result->first = fault;
+        OnWatchRecovered(raw, result->first, std::move(result->second));
+      });
 }
 
-void Daemon::OnWatchRecovered(Watch* w, Status st, std::vector<Claimed> processing) {
+void Daemon::OnWatchRecovered(Watch* w, Status st, std::vector<Recovered> found) {
   if (stopping_ ||
       std::none_of(watches_.begin(), watches_.end(), [w](const auto& p) { return p.get() == w; })) {
     return;
@@ -336,16 +392,30 @@ void Daemon::OnWatchRecovered(Watch* w, Status st, std::vector<Claimed> processi
     MaybeReady();
     return;
   }
-  for (auto& c : processing) {
-    spdlog::info("recovering {} from a previous run", c.path);
+  for (auto& r : found) {
+    const Claimed& c = r.claimed;
+    if (!r.crash_key.empty()) crash_keys_taken_.insert(r.crash_key);
+    auto crashed = crashes_->find(c.path);
+    if (r.poison.ok() && crashed != crashes_->end()) {
+      spdlog::warn(
+          "recovering {}: it crashed the daemon ({}) {} time(s) before; quarantined "
+          "after {}",
+          c.path, SignalName(crashed->second.last_signal), crashed->second.crashes,
+          kQuarantineAfterCrashes);
+    } else if (r.poison.ok()) {
+      spdlog::info("recovering {} from a previous run", c.path);
+    } else {
+      spdlog::error("{}: {}", r.crash_key, r.poison.message());
+    }
     auto model = ExpandModelTemplate(w->cfg.model, c.name, w->cfg.drop);
     Job job{.cfg = w->cfg,
             .claimed = c,
             .model = model.ok() ? *model : "",
-            .pre_error = "",
+            .pre_error = r.poison,
+            .crash_key = r.crash_key,
             .attempts = 0,
             .recovered = true};
-    if (!model.ok()) job.pre_error = model.status().message();
+    if (!model.ok() && job.pre_error.ok()) job.pre_error = Status::Config(model.status().message());
     Enqueue(std::move(job));
   }
   auto wd = inotify_->Add(w->cfg.drop);
@@ -447,8 +517,11 @@ void Daemon::Scan(Watch* w) {
   const std::string drop = w->cfg.drop;
   auto out = std::make_shared<Result<std::vector<DropEntry>>>(Status::Environment("not scanned"));
   RunOnWorker(
-      loop_, [drop, out] { *out = ScanDrop(drop); },
-      [this, w, out] { OnScanned(w, std::move(*out)); });
+      loop_, "scanning", drop, [drop, out] { *out = ScanDrop(drop); },
+      [this, w, out](const Status& fault) {
+        if (!fault.ok()) *out = fault;
+        OnScanned(w, std::move(*out));
+      });
 }
 
 void Daemon::OnScanned(Watch* w, Result<std::vector<DropEntry>> r) {
@@ -572,12 +645,19 @@ void Daemon::Probe(Watch* w, const std::string& name) {
   const std::string path = w->cfg.drop + "/" + name;
   auto st = std::make_shared<Status>();
   RunOnWorker(
-      loop_,
-      [path, st] {
-        auto b = Bundle::Open(path);
-        *st = b.ok() ? Status::Ok() : b.status();
+      loop_, "opening", path,
+      [path, st, crashes = crashes_] {
+        {
+          CrashScope scope(path);  // a bundle that crashes Open is quarantined at start
+          auto b = Bundle::Open(path);
+          *st = b.ok() ? Status::Ok() : b.status();
+        }
+        if (crashes->count(path) != 0) NoteCrashResolved(path);
       },
-      [this, w, name, st] {
+      [this, w, name, st](const Status& fault) {
+        // An internal error is not "incomplete": the bundle is claimed and
+        // its publish reports (and quarantines) whatever fails.
+        if (!fault.ok()) *st = fault;
         if (!w->ready || stopping_) return;
         auto it = w->entries.find(name);
         if (it == w->entries.end()) return;
@@ -611,7 +691,7 @@ void Daemon::Claim(Watch* w, const std::string& name) {
   auto out = std::make_shared<Result<Claimed>>(Status::Incomplete("not claimed"));
   auto is_link = std::make_shared<bool>(false);
   RunOnWorker(
-      loop_,
+      loop_, "claiming", cfg.drop + "/" + name,
       [cfg, name, id, out, is_link, stop = stop_flag_] {
         if (stop->load()) return;  // shutting down: leave it in the drop folder
         std::error_code ec;
@@ -621,7 +701,10 @@ void Daemon::Claim(Watch* w, const std::string& name) {
         }
         *out = ClaimBundle(cfg.drop, name, id);
       },
-      [this, w, cfg, name, id, out, is_link] { OnClaimed(w, cfg, name, id, *out, *is_link); });
+      [this, w, cfg, name, id, out, is_link](const Status& fault) {
+        if (!fault.ok()) *out = fault;
+        OnClaimed(w, cfg, name, id, *out, *is_link);
+      });
 }
 
 void Daemon::OnClaimed(Watch* w, const WatchConfig& cfg, const std::string& name,
@@ -643,7 +726,8 @@ void Daemon::OnClaimed(Watch* w, const WatchConfig& cfg, const std::string& name
     Enqueue(Job{.cfg = cfg,
                 .claimed = *claimed,
                 .model = model.ok() ? *model : "",
-                .pre_error = model.ok() ? "" : model.status().message(),
+                .pre_error = model.ok() ? Status::Ok() : Status::Config(model.status().message()),
+                .crash_key = "",
                 .attempts = 0,
                 .recovered = false});
   }
@@ -686,66 +770,104 @@ void Daemon::Pump(const std::string& key) {
   RunJob(key);
 }
 
+// What failed/<name>.error.txt adds when the fault is weightdrop's own.
+constexpr const char* kInternalFaultNote =
+    "weightdrop's own fault (an internal error or a crash), not a verdict on this bundle's "
+    "content. It is safe to drop the bundle again after upgrading weightdrop; please report "
+    "this file.";
+
+// Runs on a worker thread: publishes the bundle, or nothing when the job
+// carries an error already. Anything thrown is a kInternal error naming it.
+Status PublishClaimed(const Job& job, const DaemonTestHooks& hooks, Outcome* out) {
+  if (!job.pre_error.ok()) return job.pre_error;
+  CrashScope scope(job.claimed.path);
+  return CatchInternal("publishing", job.claimed.path, [&]() -> Status {
+    if (hooks.before_publish) hooks.before_publish(job.claimed.path);
+    PublishSettings s{.serve_root = job.cfg.serve,
+                      .model = job.model,
+                      .keep_versions = job.cfg.keep_versions,
+                      .skip_if_unchanged = true,
+                      .options = job.cfg.options};
+    WD_ASSIGN_OR_RETURN(BundlePublish r,
+                        PublishBundle(job.claimed.path, s, DefaultFileSystem(), nullptr));
+    out->kind = r.result.unchanged ? Outcome::kUnchanged : Outcome::kPublished;
+    out->version = r.result.version;
+    out->version_dir = r.result.version_dir;
+    out->warnings = r.result.warnings;
+    for (const auto& g : r.plan.groups) out->bytes += g.total_bytes;
+    return Status::Ok();
+  });
+}
+
+// Runs on a worker thread: after the publish, moves the bundle to done/ (or
+// deletes it), to failed/ for a fault of the bundle's or of weightdrop's, or
+// leaves it in processing/ for a retry (an environment fault).
+Status SettleBundle(const Job& job, const Status& error, Outcome* out) {
+  if (!error.ok() && error.kind() == ErrorKind::kEnvironment) {
+    out->kind = Outcome::kRetry;
+    out->error = error.message();
+    out->bundle_path = job.claimed.path;
+    return Status::Ok();
+  }
+  if (!error.ok()) {
+    out->kind = Outcome::kFailed;
+    out->error = error.message();
+    const bool ours = error.kind() == ErrorKind::kInternal;
+    auto moved = QuarantineBundle(job.cfg.drop, job.claimed, error.message(),
+                                  ours ? kInternalFaultNote : "");
+    if (moved.ok()) {
+      out->bundle_path = *moved;
+    } else {
+      out->kind = Outcome::kRetry;
+      out->error =
+          error.message() + "; and moving it to failed/ failed: " + moved.status().message();
+    }
+    return Status::Ok();
+  }
+  if (job.cfg.on_success == OnSuccess::kDelete) {
+    Status d = DeleteBundle(job.cfg.drop, job.claimed);
+    out->bundle_path = job.claimed.path;
+    if (!d.ok()) out->warnings.push_back(d.message());
+  } else {
+    auto moved = ArchiveBundle(job.cfg.drop, job.claimed);
+    out->bundle_path = moved.ok() ? *moved : job.claimed.path;
+    if (!moved.ok()) out->warnings.push_back(moved.status().message());
+  }
+  return Status::Ok();
+}
+
 // Publishes the job at the front of `key`'s queue on a worker, then moves the
 // bundle to done/ (or deletes it) or to failed/ — all disk work off the loop.
 void Daemon::RunJob(const std::string& key) {
   const Job job = queues_[key].jobs.front();
   auto out = std::make_shared<Outcome>();
   RunOnWorker(
-      loop_,
-      [job, out] {
+      loop_, "publishing", job.claimed.path,
+      [job, out, hooks = test_hooks_, crashes = crashes_] {
         const auto start = Clock::now();
-        Status error;
-        if (!job.pre_error.empty()) {
-          error = Status::Config(job.pre_error);
-        } else {
-          PublishSettings s{.serve_root = job.cfg.serve,
-                            .model = job.model,
-                            .keep_versions = job.cfg.keep_versions,
-                            .skip_if_unchanged = true,
-                            .options = job.cfg.options};
-          auto r = PublishBundle(job.claimed.path, s, DefaultFileSystem(), nullptr);
-          if (r.ok()) {
-            out->kind = r->result.unchanged ? Outcome::kUnchanged : Outcome::kPublished;
-            out->version = r->result.version;
-            out->version_dir = r->result.version_dir;
-            out->warnings = r->result.warnings;
-            for (const auto& g : r->plan.groups) out->bytes += g.total_bytes;
-          } else {
-            error = r.status();
-          }
-        }
+        const Status error = PublishClaimed(job, hooks, out.get());
         out->seconds = std::chrono::duration<double>(Clock::now() - start).count();
-        if (!error.ok() && error.kind() == ErrorKind::kEnvironment) {
+        const Status settled = CatchInternal("moving", job.claimed.path,
+                                             [&] { return SettleBundle(job, error, out.get()); });
+        if (!settled.ok()) {  // out of memory even now: try again later
           out->kind = Outcome::kRetry;
-          out->error = error.message();
+          out->error = settled.message();
           out->bundle_path = job.claimed.path;
           return;
         }
-        if (!error.ok()) {
-          out->kind = Outcome::kFailed;
-          out->error = error.message();
-          auto moved = QuarantineBundle(job.cfg.drop, job.claimed, error.message());
-          if (moved.ok()) {
-            out->bundle_path = *moved;
-          } else {
-            out->kind = Outcome::kRetry;
-            out->error =
-                error.message() + "; and moving it to failed/ failed: " + moved.status().message();
-          }
-          return;
-        }
-        if (job.cfg.on_success == OnSuccess::kDelete) {
-          Status d = DeleteBundle(job.cfg.drop, job.claimed);
-          out->bundle_path = job.claimed.path;
-          if (!d.ok()) out->warnings.push_back(d.message());
-        } else {
-          auto moved = ArchiveBundle(job.cfg.drop, job.claimed);
-          out->bundle_path = moved.ok() ? *moved : job.claimed.path;
-          if (!moved.ok()) out->warnings.push_back(moved.status().message());
-        }
+        if (out->kind == Outcome::kRetry) return;
+        // The bundle left processing/: earlier crashes on it stop counting.
+        if (crashes->count(job.claimed.path) != 0) NoteCrashResolved(job.claimed.path);
+        if (!job.crash_key.empty()) NoteCrashResolved(job.crash_key);
       },
-      [this, key, out] { OnJobDone(key, std::move(*out)); });
+      [this, key, out](const Status& fault) {
+        if (!fault.ok()) {  // the guards above did not hold: retry, never strand
+          out->kind = Outcome::kRetry;
+          out->error = fault.message();
+          out->bundle_path = queues_[key].jobs.front().claimed.path;
+        }
+        OnJobDone(key, std::move(*out));
+      });
 }
 
 void Daemon::OnJobDone(const std::string& key, Outcome o) {
@@ -852,8 +974,9 @@ void Daemon::Reload() {
   auto out = std::make_shared<Result<DaemonConfig>>(Status::Config("not loaded"));
   const std::string path = config_path_;
   RunOnWorker(
-      loop_, [path, out] { *out = LoadDaemonConfig(path); },
-      [this, out] {
+      loop_, "reloading", path, [path, out] { *out = LoadDaemonConfig(path); },
+      [this, out](const Status& fault) {
+        if (!fault.ok()) *out = fault;
         if (stopping_) return;
         if (!out->ok()) {
           spdlog::error("reload failed, keeping the running configuration: {}",
@@ -951,7 +1074,7 @@ void Daemon::WriteStatus() {
   auto prom = std::make_shared<std::string>(StatusToPrometheus(status_));
   const std::string dir = cfg_.state_dir;
   RunOnWorker(
-      loop_,
+      loop_, "writing the status files in", dir,
       [dir, json, prom] {
         FileSystem& fs = DefaultFileSystem();
         Status a = fs.WriteFileAtomically(dir + "/status.json", *json);
@@ -959,7 +1082,8 @@ void Daemon::WriteStatus() {
         if (!a.ok()) spdlog::warn("{}", a.message());
         if (!b.ok()) spdlog::warn("{}", b.message());
       },
-      [this] {
+      [this](const Status& fault) {
+        if (!fault.ok()) spdlog::warn("{}", fault.message());
         status_writing_ = false;
         if (status_dirty_ && !stopped_) StatusChanged();
       });
@@ -977,7 +1101,7 @@ void CloseAll(uv_loop_t* loop) {
 
 }  // namespace
 
-int RunDaemon(const std::string& config_arg) {
+int RunDaemon(const std::string& config_arg, const DaemonTestHooks& hooks) {
   // Absolute, so a reload after a chdir (or status readers) find the same file.
   const std::string config_path = std::filesystem::absolute(config_arg).lexically_normal().string();
   auto cfg = LoadDaemonConfig(config_path);
@@ -995,11 +1119,19 @@ int RunDaemon(const std::string& config_arg) {
   setenv("UV_THREADPOOL_SIZE", "16", 0);
   spdlog::info("weightdrop {} starting (config {}, {} kernels)", WD_VERSION, config_path,
                KernelPathName(ActiveKernelPath()));
+  // Before any worker runs: what crashed earlier starts, and the handlers
+  // that record the next crash (state_dir/crashes is not reloaded on SIGHUP).
+  auto crashes = StartCrashGuard(cfg->state_dir);
+  if (!crashes.ok()) {
+    spdlog::error("crash guard disabled: {}", crashes.status().message());
+    crashes = CrashHistory();
+  }
   uv_loop_t loop;
   uv_loop_init(&loop);
   int code = 0;
   {
-    Daemon d(&loop, config_path);
+    Daemon d(&loop, config_path, hooks,
+             std::make_shared<const CrashHistory>(std::move(crashes).value()));
     if (Status st = d.Start(std::move(cfg).value()); !st.ok()) {
       spdlog::error("{}", st.message());
       code = 1;

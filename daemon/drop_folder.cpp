@@ -212,13 +212,14 @@ Status DeleteBundle(const std::string& drop, const Claimed& c) {
 }
 
 Result<std::string> QuarantineBundle(const std::string& drop, const Claimed& c,
-                                     const std::string& error) {
+                                     const std::string& error, const std::string& fault) {
   const std::string to = FreeName(Meta(drop, "failed"), c.name);
   char when[32];
   const std::time_t now = std::time(nullptr);
   std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-  const std::string text =
-      "bundle: " + drop + "/" + c.name + "\nfailed: " + when + "\nerror: " + error + "\n";
+  const std::string text = "bundle: " + drop + "/" + c.name + "\nfailed: " + when +
+                           "\nerror: " + error + "\n" +
+                           (fault.empty() ? "" : "fault: " + fault + "\n");
   FileSystem& fs = DefaultFileSystem();
   WD_RETURN_IF_ERROR(fs.WriteFileAtomically(to + ".error.txt", text));
   WD_RETURN_IF_ERROR(Rename(c.path, to));

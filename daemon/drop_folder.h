@@ -56,9 +56,10 @@ Result<std::vector<Claimed>> ListProcessing(const std::string& drop);
 Result<std::string> ArchiveBundle(const std::string& drop, const Claimed& c);
 // on_success: delete.
 Status DeleteBundle(const std::string& drop, const Claimed& c);
-// After a failure of the bundle's own: moves it to failed/<name> and writes
-// failed/<name>.error.txt with `error`; returns the new bundle path.
+// After a failure: moves it to failed/<name> and writes
+// failed/<name>.error.txt with `error`, and `fault` (whose fault it is) when
+// not empty; returns the new bundle path.
 Result<std::string> QuarantineBundle(const std::string& drop, const Claimed& c,
-                                     const std::string& error);
+                                     const std::string& error, const std::string& fault = "");
 
 }  // namespace wd

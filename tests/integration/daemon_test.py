@@ -14,7 +14,9 @@ import argparse
 import json
 import math
 import os
+import random
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -857,6 +859,152 @@ def enospc_retry():
         d.stop()
 
 
+# --- 20. our own faults: exceptions and crashes in a worker ----------------------
+# These run wd_fault_daemon (tests/fault_daemon_main.cpp): the daemon built
+# from the same libraries with faults injected by bundle name (throw-,
+# crash-, overflow-). The shipped binary has no such hook.
+
+def fault_daemon():
+    if not U.FAULT_BINARY:
+        raise Skip("no --fault-daemon binary given")
+    # Real SIGSEGVs follow: no core files from the crashing daemons.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+    return U.FAULT_BINARY
+
+
+def read_text(path):
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+def crashed(d, rc_expected=-signal.SIGSEGV):
+    """The daemon died of the fault (or, under ASan, reported it and exit 1)."""
+    rc = d.wait_exit()
+    d.check(rc in (rc_expected, 1), f"daemon exited with {rc}, expected {rc_expected}")
+
+
+@check("20a an exception in a publish job (std::bad_alloc): failed/ with the message, hook, "
+       "status; the daemon goes on")
+def worker_exception():
+    binary = fault_daemon()
+    with Env("throw") as env:
+        script = U.write_file(env.path("hook.py"), HOOK_PY, 0o755)
+        fail_out = env.path("failure.jsonl")
+        w = env.watch(hooks={"on_failure": [script, fail_out, "error={error}"]})
+        d = env.start(binary=binary)
+        w.drop_by_rename("throw-a.npz", U.npz_bytes(20))
+        d.wait(lambda: "throw-a.npz.error.txt" in w.failed(), 10,
+               "failed/throw-a.npz and its error file")
+        d.check("throw-a.npz" in w.failed(), f"failed/ holds {w.failed()}")
+        text = read_text(w.sub("failed", "throw-a.npz.error.txt"))
+        d.check("internal error while publishing" in text and "throw-a.npz" in text
+                and "std::bad_alloc" in text, f"error.txt: {text!r}")
+        d.check("weightdrop's own fault" in text and "safe to drop the bundle again" in text,
+                f"error.txt does not say whose fault it is: {text!r}")
+        d.check(w.processing() == [], f"processing/ not empty: {w.processing()}")
+        line = d.wait_log(r"failed throw-a\.npz: internal error while publishing", 5)
+        d.check("std::bad_alloc" in line and "moved to " + w.sub("failed") in line,
+                f"log line: {line!r}")
+        rec = d.wait(lambda: hook_records(fail_out), 5, "the on_failure hook's record")[0]
+        d.check("std::bad_alloc" in rec["argv"][0], f"on_failure argv {rec['argv']}")
+        key = f"{w.serve}/throw-a"
+        m = d.wait(lambda: env.status()["models"][key], 5, f"status.json models[{key}]")
+        d.check(m.get("last_result") == "failed" and m.get("failures") == 1, f"status {m}")
+        d.check("std::bad_alloc" in (m.get("last_error") or ""), f"status {m}")
+        good = U.npz_bytes(21)
+        w.drop_by_rename("good.npz", good)
+        wait_published(d, w, "good", 1, done="good.npz")
+        check_clean(d, w)
+        d.stop()
+
+
+@check("20b a bundle that crashes the daemon (SIGSEGV) at starts 1 and 2 is quarantined at "
+       "start 3; the others publish")
+def crash_quarantine():
+    binary = fault_daemon()
+    with Env("crash") as env:
+        w1, w2 = env.watch("w1"), env.watch("w2", serve="serve2")
+        d = env.start(binary=binary)
+        w1.drop_by_rename("crash-a.npz", U.npz_bytes(22))
+        crashed(d)
+        d.check(w1.in_processing("crash-a.npz"), f"crash-a.npz not in processing/ after crash 1")
+        log = env.crash_log()
+        d.check(log.count("crash-a.npz") == 1 and log.startswith(f"crash {int(signal.SIGSEGV)} "),
+                f"crash log after start 1: {log!r}")
+        d = env.start(binary=binary, ready=False)  # recovers crash-a.npz first: crash 2
+        crashed(d)
+        d.check(env.crash_log().count("crash-a.npz") == 2, f"crash log {env.crash_log()!r}")
+        ok1, ok2 = U.npz_bytes(23), U.npz_bytes(24)
+        w1.drop_by_rename("ok1.npz", ok1)
+        w2.drop_by_rename("ok2.npz", ok2)
+        d = env.start(binary=binary)
+        d.wait(lambda: "crash-a.npz.error.txt" in w1.failed(), 10, "failed/crash-a.npz")
+        text = read_text(w1.sub("failed", "crash-a.npz.error.txt"))
+        d.check("weightdrop crashed (signal SIGSEGV) 2 times while publishing this bundle; "
+                "quarantined" in text, f"error.txt: {text!r}")
+        d.check("weightdrop's own fault" in text, f"error.txt: {text!r}")
+        wait_published(d, w1, "ok1", 1, done="ok1.npz")
+        wait_published(d, w2, "ok2", 1, done="ok2.npz")
+        check_source(d, w1, "ok1", 1, sha256_bytes(ok1))
+        d.check(w1.current("crash-a") is None, "crash-a was published")
+        check_clean(d, w1)
+        check_clean(d, w2)
+        d.stop()
+        # Resolved: the next start forgets it (the log is rewritten small).
+        d = env.start()
+        d.stop()
+        d.check(env.crash_log() == "", f"crash log after the quarantine: {env.crash_log()!r}")
+
+
+@check("20c a stack overflow in a worker is recorded (alternate signal stack); a later "
+       "success clears it")
+def crash_overflow():
+    binary = fault_daemon()
+    with Env("overflow") as env:
+        w = env.watch()
+        d = env.start(binary=binary)
+        data = U.npz_bytes(25)
+        w.drop_by_rename("overflow-b.npz", data)
+        crashed(d)
+        log = env.crash_log()
+        d.check(log.startswith(f"crash {int(signal.SIGSEGV)} ") and "overflow-b.npz" in log,
+                f"crash log: {log!r}")
+        d = env.start()  # the real binary: publishes it; one crash is not a verdict
+        wait_published(d, w, "overflow-b", 1, done="overflow-b.npz")
+        d.check(w.failed() == [], f"failed/ holds {w.failed()}")
+        d.wait(lambda: "done " in env.crash_log(), 5, "a done record in the crash log")
+        d.stop()
+        d = env.start()
+        d.stop()
+        d.check(env.crash_log() == "", f"crash log: {env.crash_log()!r}")
+
+
+@check("20d 20 kill -9s (and a few kill -SEGVs) mid-publish never quarantine: published once")
+def kills_never_quarantine():
+    env, w = big_env("kills")
+    with env:
+        if U.FAULT_BINARY:
+            fault_daemon()  # for the core limit: kill -SEGV dumps core otherwise
+        src = drop_big(w)
+        rng = random.Random(20)
+        kills = 0
+        for i in range(24):
+            d = env.start()
+            d.wait(lambda: w.in_processing("big.npz"), 10, "big.npz in processing/", 0.002)
+            time.sleep(rng.uniform(0, 0.4))
+            d.check(w.current("big") is None, f"published before kill {i + 1}; too fast a disk")
+            if U.FAULT_BINARY and i % 6 == 5:  # an operator's kill -SEGV: SI_USER
+                d.signal(signal.SIGSEGV)
+                crashed(d)
+            else:
+                d.kill9()
+                kills += 1
+        d.check(kills == 20, f"{kills} kill -9s")
+        d.check(env.crash_log() == "", f"kills left crash records: {env.crash_log()!r}")
+        finish_after_restart(env, w, src, "after 20 kill -9s")
+        d.check(w.failed() == [], f"failed/ holds {w.failed()}")
+
+
 # --- runner -----------------------------------------------------------------------
 
 def main():
@@ -864,8 +1012,11 @@ def main():
     ap.add_argument("--binary", required=True)
     ap.add_argument("--filter", default="", help="run only checks whose name contains this")
     ap.add_argument("--keep", action="store_true", help="keep the temp folder")
+    ap.add_argument("--fault-daemon", default="",
+                    help="wd_fault_daemon, for the checks of crashes and exceptions (20*)")
     args = ap.parse_args()
     U.BINARY = os.path.abspath(args.binary)
+    U.FAULT_BINARY = os.path.abspath(args.fault_daemon) if args.fault_daemon else None
     U.KEEP = args.keep
     if not os.access(U.BINARY, os.X_OK):
         print(f"daemon_test: {U.BINARY} is not an executable", file=sys.stderr)

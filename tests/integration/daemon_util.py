@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 BINARY = None  # set by daemon_test.main()
+FAULT_BINARY = None  # wd_fault_daemon (tests/fault_daemon_main.cpp), when given
 BASE = None  # one temp root for the whole run (hard links need one file system)
 KEEP = False  # --keep: leave every check's folder for inspection
 SANITIZER_WORDS = ("AddressSanitizer", "runtime error:", "LeakSanitizer", "terminate called")
@@ -247,7 +248,7 @@ def has_line(line):
 class Daemon:
     """One `weightdrop run --config CFG` process with its notify socket."""
 
-    def __init__(self, env, config, extra_env=None, abstract=False, cwd="/"):
+    def __init__(self, env, config, extra_env=None, abstract=False, cwd="/", binary=None):
         env.daemon_count += 1
         n = env.daemon_count
         self.env = env
@@ -266,7 +267,7 @@ class Daemon:
             penv.update({k: (v(self.log_file) if callable(v) else v)
                          for k, v in extra_env.items()})
         self.out_file = open(self.out_path, "wb")
-        self.cmd = [BINARY, "run", "--config", config]
+        self.cmd = [binary or BINARY, "run", "--config", config]
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=self.out_file,
                                      stderr=self.log_file, env=penv, cwd=cwd)
         self.pid = self.proc.pid
@@ -363,6 +364,12 @@ class Daemon:
         self.signal(signal.SIGKILL)
         self.rc = self.proc.wait(timeout=10)
         self.close_files()
+
+    def wait_exit(self, timeout=20):
+        """Waits for the daemon to exit by itself (a crash); returns the code."""
+        self.wait(self.exited, timeout, "the daemon to exit", allow_exit=True)
+        self.close_files()
+        return self.rc
 
     def check_sanitizers(self):
         text = self.log()
@@ -514,6 +521,14 @@ class Env:
 
     def status(self):
         return load_json(os.path.join(self.state_dir, "status.json"))
+
+    def crash_log(self):
+        """state_dir/crashes (the crash guard's log), "" when absent."""
+        try:
+            with open(os.path.join(self.state_dir, "crashes")) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
 
 
 def wd(*args, timeout=60):
