@@ -4,13 +4,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <yaml-cpp/depthguard.h>
+#include <yaml-cpp/eventhandler.h>
 
 #include <cerrno>
 #include <cstring>
 #include <exception>
+#include <optional>
 #include <set>
+#include <sstream>
 
 #include "config/pipeline_yaml.h"
+#include "core/utf8.h"
 
 namespace wd {
 namespace yaml {
@@ -206,14 +210,109 @@ std::string Describe(const YAML::Node& node) {
   }
 }
 
+// Marks where each document starts. yaml-cpp 0.7 (Debian 12's) can report
+// document after document at the same place without consuming input (a lone
+// ",": upstream bug #1040), which is why YAML::LoadAll is never called.
+class DocumentStarts : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override { marks.push_back(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+
+  std::vector<YAML::Mark> marks;
+};
+
+// The first byte of `text` that is not valid UTF-8, as a mark; none if all is.
+std::optional<YAML::Mark> FirstInvalidUtf8(const std::string& text) {
+  if (IsValidUtf8(text)) return std::nullopt;
+  YAML::Mark mark;
+  mark.line = 0;
+  mark.column = 0;
+  size_t line_start = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\n') {
+      ++mark.line;
+      line_start = i + 1;
+      continue;
+    }
+    // The shortest prefix of the rest that is not valid: widen up to 4 bytes.
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c < 0x80) continue;
+    size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    if (i + len > text.size() || !IsValidUtf8(text.substr(i, len))) {
+      mark.pos = static_cast<int>(i);
+      mark.column = static_cast<int>(i - line_start);
+      return mark;
+    }
+    i += len - 1;
+  }
+  return std::nullopt;
+}
+
+// Every scalar of the tree (keys too) must be UTF-8: a "\xNN" escape lets
+// yaml-cpp hand back a stray byte even from valid text. Iterative: depth is
+// bounded by yaml-cpp's own guard, but our stack need not be.
+Status CheckScalarsUtf8(const std::string& file, const YAML::Node& root) {
+  std::vector<YAML::Node> todo{root};
+  while (!todo.empty()) {
+    const YAML::Node node = todo.back();
+    todo.pop_back();
+    if (node.IsScalar() && !IsValidUtf8(node.Scalar())) {
+      return ErrorAt(file, node,
+                     "not valid UTF-8 (an escape in a quoted string, such as \\N, gave a "
+                     "stray byte: write the character itself)");
+    }
+    if (node.IsSequence()) {
+      for (const YAML::Node& item : node) todo.push_back(item);
+    } else if (node.IsMap()) {
+      for (const auto& entry : node) {
+        todo.push_back(entry.first);
+        todo.push_back(entry.second);
+      }
+    }
+  }
+  return Status::Ok();
+}
+
 // The single document of `text` (a null node when there is none).
 Result<YAML::Node> LoadOneDocument(const std::string& text, const std::string& file) {
-  std::vector<YAML::Node> docs = YAML::LoadAll(text);
-  if (docs.size() > 1) {
-    return ErrorAt(file, docs[1],
-                   "expected one YAML document, found " + std::to_string(docs.size()));
+  if (text.size() > kMaxConfigBytes) {
+    return Status::Config(file + ": " + std::to_string(text.size()) +
+                          " bytes; a config file is at most " + std::to_string(kMaxConfigBytes));
   }
-  return docs.empty() ? YAML::Node() : docs[0];
+  if (std::optional<YAML::Mark> bad = FirstInvalidUtf8(text)) {
+    return Status::Config(Where(file, *bad) + ": not valid UTF-8 (YAML text is UTF-8)");
+  }
+  // At most three documents are looked at: enough to tell "one", "more than
+  // one" and "stuck in place" apart, so no input can make this loop.
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  DocumentStarts starts;
+  for (int i = 0; i < 3 && parser.HandleNextDocument(starts); ++i) {
+  }
+  const std::vector<YAML::Mark>& m = starts.marks;
+  for (size_t i = 1; i < m.size(); ++i) {
+    if (m[i].pos == m[i - 1].pos) {
+      return Status::Config(Where(file, m[i]) +
+                            ": not valid YAML here (a stray ',', or a flow indicator such as "
+                            "',' '[' ']' '{' '}' outside a flow collection: quote the value)");
+    }
+  }
+  if (m.size() > 1) {
+    return Status::Config(Where(file, m[1]) + ": expected one YAML document, found another here");
+  }
+  YAML::Node root = YAML::Load(text);
+  WD_RETURN_IF_ERROR(CheckScalarsUtf8(file, root));
+  return root;
 }
 
 Result<std::string> ReadConfigFile(const std::string& path) {
@@ -231,6 +330,10 @@ Result<std::string> ReadConfigFile(const std::string& path) {
     if (n == 0) break;
     if (n > 0) {
       text.append(buf, static_cast<size_t>(n));
+      if (text.size() > kMaxConfigBytes) {
+        status = Status::Config("cannot read config " + path + ": larger than " +
+                                std::to_string(kMaxConfigBytes) + " bytes");
+      }
     } else if (errno != EINTR) {
       status = Status::Config("cannot read config " + path + ": " + std::strerror(errno));
     }

@@ -25,8 +25,13 @@ Status ErrorAt(const std::string& file, const YAML::Node& node, const std::strin
 Status FromException(const std::string& file, const YAML::Exception& e);
 // What a node is, for "expected X, got Y" messages: 'text', a list, ...
 std::string Describe(const YAML::Node& node);
-// The single document of `text` (a null node when there is none). Throws
-// what yaml-cpp throws.
+// The largest config file read: settings are a few KB.
+inline constexpr size_t kMaxConfigBytes = 1 << 20;
+
+// The single document of `text` (a null node when there is none). Refuses
+// text over kMaxConfigBytes, text that is not UTF-8, any scalar that is not
+// UTF-8, and more than one document, in bounded time (never
+// YAML::LoadAll, which loops on ","). Throws what yaml-cpp throws.
 Result<YAML::Node> LoadOneDocument(const std::string& text, const std::string& file);
 // A config file's text; kConfig errors name the path.
 Result<std::string> ReadConfigFile(const std::string& path);

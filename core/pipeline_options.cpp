@@ -4,6 +4,8 @@
 #include <limits>
 #include <set>
 
+#include "core/utf8.h"
+
 namespace wd {
 namespace {
 
@@ -85,6 +87,29 @@ std::string CanonicalQuantize(const QuantizeMap& q) {
   return out + "\"fallthrough\":" + JsonString(QuantDtypeName(q.fallthrough)) + "}";
 }
 
+// Weight names are UTF-8, and settings are recorded in publish.json (JSON
+// text is UTF-8): a pattern with a stray byte could match names it was not
+// written for and would come back altered from the record.
+Status CheckPattern(const std::string& p, const std::string& where) {
+  if (p.empty()) return Status::Config(where + "empty pattern");
+  if (p.find('\0') != std::string::npos) {
+    return Status::Config(where + "a pattern holds a NUL character");
+  }
+  if (!IsValidUtf8(p)) {
+    std::string shown;
+    for (unsigned char c : p) {
+      if (c >= 0x20 && c < 0x7f) {
+        shown += static_cast<char>(c);
+      } else {
+        static const char kHex[] = "0123456789abcdef";
+        shown += std::string("\\x") + kHex[c >> 4] + kHex[c & 15];
+      }
+    }
+    return Status::Config(where + "pattern '" + shown + "' is not valid UTF-8");
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 const char* QuantDtypeName(QuantDtype d) {
@@ -155,7 +180,7 @@ Status ValidateQuantizeMap(const QuantizeMap& map) {
     const std::string where = std::string("quantize: ") + QuantDtypeName(dtype) + ": ";
     if (patterns.empty()) return Status::Config(where + "empty pattern list");
     for (const std::string& p : patterns) {
-      if (p.empty()) return Status::Config(where + "empty pattern");
+      WD_RETURN_IF_ERROR(CheckPattern(p, where));
     }
   }
   return Status::Ok();
@@ -173,8 +198,9 @@ Status ValidatePipelineOptions(const PipelineOptions& options) {
     for (size_t i = 0; i < g.rules.size(); ++i) {
       const std::string where = "groups: group " + std::to_string(i + 1) + ": ";
       if (g.rules[i].match.empty()) return Status::Config(where + "no match patterns");
+      if (!IsValidUtf8(g.rules[i].name)) return Status::Config(where + "name is not valid UTF-8");
       for (const std::string& p : g.rules[i].match) {
-        if (p.empty()) return Status::Config(where + "empty pattern");
+        WD_RETURN_IF_ERROR(CheckPattern(p, where));
       }
     }
   }

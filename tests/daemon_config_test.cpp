@@ -175,7 +175,7 @@ TEST_CASE("bad daemon configs are errors at file:line:col") {
       {"watches: [{drop: /d, serve: /s}]\nwatches: [{drop: /e, serve: /s}]\n",
        "/etc/wd/d.yaml:2:1: daemon config: duplicate key 'watches'"},
       {"watches: [{drop: /d, serve: /s}]\n---\nwatches: []\n",
-       "/etc/wd/d.yaml:3:1: expected one YAML document, found 2"},
+       "/etc/wd/d.yaml:2:1: expected one YAML document, found another here"},
       {"watches: [{drop: /d, serve: /s}\n", "/etc/wd/d.yaml:2:1: end of sequence flow not found"},
       // A watch's own keys.
       {"watches:\n  - /d\n",

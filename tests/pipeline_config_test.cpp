@@ -146,7 +146,37 @@ TEST_CASE("bad pipeline settings are errors at file:line:col") {
       // YAML syntax errors keep yaml-cpp's words, at our 1-based position.
       {"groups: [single\n", "cfg.yaml:2:1: end of sequence flow not found"},
       {"shard_size: 1\n bad: 2\n", "cfg.yaml:2:5: illegal map value"},
-      {"shard_size: 1\n---\nshard_size: 2\n", "cfg.yaml:3:1: expected one YAML document, found 2"},
+      {"shard_size: 1\n---\nshard_size: 2\n",
+       "cfg.yaml:2:1: expected one YAML document, found another here"},
+      // yaml-cpp 0.7's LoadAll loops for ever on these (upstream #1040):
+      // each must end, with an error, at once.
+      {",",
+       "cfg.yaml:1:1: not valid YAML here (a stray ',', or a flow indicator such as ',' '[' ']' "
+       "'{' '}' outside a flow collection: quote the value)"},
+      {"&a ,",
+       "cfg.yaml:1:4: not valid YAML here (a stray ',', or a flow indicator such as ',' '[' ']' "
+       "'{' '}' outside a flow collection: quote the value)"},
+      {"!t ,",
+       "cfg.yaml:1:4: not valid YAML here (a stray ',', or a flow indicator such as ',' '[' ']' "
+       "'{' '}' outside a flow collection: quote the value)"},
+      {"shard_size: 1\n,\n", "cfg.yaml:2:1: end of map not found"},
+      {"]", "cfg.yaml:1:1: illegal flow end"},
+      {"}", "cfg.yaml:1:1: illegal flow end"},
+      {"[", "cfg.yaml:1:1: end of sequence flow not found"},
+      {"{,", "cfg.yaml:1:1: end of map flow not found"},
+      {"[,", "cfg.yaml:1:1: end of sequence flow not found"},
+      {"- ]", "cfg.yaml:1:3: illegal flow end"},
+      {"[:", "cfg.yaml:1:2: unknown token"},
+      {"-,", "cfg.yaml:1:1: pipeline settings: expected a mapping, got '-,'"},
+      // Not UTF-8: raw bytes in the text, or a escape that yields a bad scalar.
+      {"quantize:\n  float16: [\"\xc3*\"]\n",
+       "cfg.yaml:2:14: not valid UTF-8 (YAML text is UTF-8)"},
+      {"quantize:\n  float16: [\"\\N*\"]\n",
+       "cfg.yaml:2:13: not valid UTF-8 (an escape in a quoted string, such as \\N, gave a stray "
+       "byte: write the character itself)"},
+      {"quantize:\n  float16: [\"\\udfff*\"]\n", "cfg.yaml:2:20: invalid unicode: 57343"},
+      {"quantize:\n  float16: [\"a\\0*\"]\n",
+       "cfg.yaml:2:3: quantize: float16: a pattern holds a NUL character"},
   };
   const std::string deep = "groups: " + std::string(1000, '[');
   Result<PipelineOptions> too_deep = ParsePipelineConfig(deep, "cfg.yaml");
@@ -313,6 +343,10 @@ TEST_CASE("quantize maps and options built by hand are validated") {
   QuantizeMap empty_pattern;
   empty_pattern.patterns = {{QuantDtype::kFloat16, {"x", ""}}};
   CHECK(ValidateQuantizeMap(empty_pattern).message() == "quantize: float16: empty pattern");
+  QuantizeMap not_utf8;
+  not_utf8.patterns = {{QuantDtype::kFloat16, {"\xc3*"}}};
+  CHECK(ValidateQuantizeMap(not_utf8).message() ==
+        "quantize: float16: pattern '\\xc3*' is not valid UTF-8");
 
   PipelineOptions options;
   CHECK(ValidatePipelineOptions(options).ok());
@@ -329,6 +363,9 @@ TEST_CASE("quantize maps and options built by hand are validated") {
   CHECK(ValidatePipelineOptions(options).message() == "groups: group 2: no match patterns");
   options.grouping.rules[1].match = {""};
   CHECK(ValidatePipelineOptions(options).message() == "groups: group 2: empty pattern");
+  options.grouping.rules[1].match = {"d\xff*"};
+  CHECK(ValidatePipelineOptions(options).message() ==
+        "groups: group 2: pattern 'd\\xff*' is not valid UTF-8");
   options.grouping.rules[1].match = {"dec/*"};
   options.quantize = empty_list;
   CHECK(ValidatePipelineOptions(options).message() == "quantize: uint16: empty pattern list");

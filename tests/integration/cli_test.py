@@ -560,6 +560,26 @@ def _(sb):
     return [sb.npz("ok.npz", w=f32(1, 2)), "--config", c]
 
 
+@bad("one-byte config ',' (yaml-cpp 0.7's LoadAll loops on it)", ["comma.yaml:1:1"], None,
+     ("not valid yaml",))
+def _(sb):
+    c = cfg(sb, "comma.yaml", ",")
+    return [sb.npz("ok.npz", w=f32(1, 2)), "--config", c]
+
+
+@bad("config with a quantize pattern that is not UTF-8", ["notutf8.yaml:2:14"], None,
+     ("utf-8",))
+def _(sb):
+    path = sb.path("notutf8.yaml")
+    H.write(path, b'quantize:\n  float16: ["\xc3*"]\n')
+    return [sb.npz("ok.npz", w=f32(1, 2)), "--config", path]
+
+
+@bad("--quantize pattern that is not UTF-8", ["--quantize", "quantize"], None, ("utf-8",))
+def _(sb):
+    return [sb.npz("ok.npz", w=f32(1, 2)), "--quantize", "float16=" + os.fsdecode(b"\xc3*")]
+
+
 @bad("unknown config key", ["unknown.yaml:2:1"], None, ("shard_sise",))
 def _(sb):
     c = cfg(sb, "unknown.yaml", "groups: single\nshard_sise: 5\n")
