@@ -25,7 +25,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-if [ ! -d tests/tfjs/node_modules/@tensorflow/tfjs-core ]; then
-  echo "== npm ci (tests/tfjs: pinned @tensorflow/tfjs-core and tfjs-backend-cpu)"
+if [ ! -d tests/tfjs/node_modules/@tensorflow/tfjs-converter ]; then
+  echo "== npm ci (tests/tfjs: pinned @tensorflow/tfjs-core, tfjs-backend-cpu, tfjs-converter)"
   (cd tests/tfjs && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -527,7 +527,8 @@ def check_model_json(serve, model):
 
 
 def ensure_node_modules():
-    if not os.path.isdir(os.path.join(TFJS_DIR, "node_modules", "@tensorflow")):
+    if not os.path.isdir(os.path.join(TFJS_DIR, "node_modules", "@tensorflow",
+                                      "tfjs-converter")):
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=TFJS_DIR, check=True)
 
 
@@ -559,6 +560,148 @@ def load_and_check(serve, base, tmp, published, refs):
     return checks
 
 
+# ------------------------------------------------------- graph models, run
+# A graph model whose signature lists inputs (zeta, alpha) and outputs
+# (z_out, m_out, a_out) in an order that is not sorted: tfjs takes the order
+# of execute()'s positional inputs and outputs from those keys, so a
+# model.json whose keys were re-sorted would swap them.
+
+def graph_topology(stale_manifest):
+    shape = {"dim": [{"size": "2"}]}
+    placeholder = {"dtype": {"type": "DT_FLOAT"}, "shape": {"shape": shape}}
+    t = {"T": {"type": "DT_FLOAT"}}
+    spec = {"dtype": "DT_FLOAT", "tensorShape": shape}
+    nodes = [
+        {"name": "zeta", "op": "Placeholder", "attr": placeholder},
+        {"name": "alpha", "op": "Placeholder", "attr": placeholder},
+        {"name": "w", "op": "Const", "attr": {"dtype": {"type": "DT_FLOAT"}, "value": {
+            "tensor": {"dtype": "DT_FLOAT", "tensorShape": shape}}}},
+        {"name": "z_out", "op": "AddV2", "input": ["zeta", "w"], "attr": t},
+        {"name": "m_out", "op": "Sub", "input": ["zeta", "alpha"], "attr": t},
+        {"name": "a_out", "op": "Mul", "input": ["alpha", "w"], "attr": t},
+    ]
+    doc = [("signature", {"inputs": {"zeta:0": dict(name="zeta:0", **spec),
+                                     "alpha:0": dict(name="alpha:0", **spec)},
+                          "outputs": {"z_out:0": dict(name="z_out:0", **spec),
+                                      "m_out:0": dict(name="m_out:0", **spec),
+                                      "a_out:0": dict(name="a_out:0", **spec)}}),
+           ("format", "graph-model")]
+    if stale_manifest:
+        doc.append(("weightsManifest", [{"paths": ["old.bin"], "weights": []}]))
+    doc += [("modelTopology", {"versions": {"producer": 1}, "node": nodes, "library": {}}),
+            ("generatedBy", "tfjs_test.py"), ("convertedBy", None)]
+    # Indented, keys in the order above (Python dicts keep insertion order).
+    return json.dumps(dict(doc), indent=1) + "\n"
+
+
+def spliced(original, manifest_text):
+    """What weightdrop must publish: `original` with the top-level
+    weightsManifest value replaced, or appended after the last member."""
+    doc = json.loads(original)
+    if "weightsManifest" in doc:
+        stale = json.dumps(doc["weightsManifest"], indent=1).replace("\n", "\n ")
+        assert original.count(stale) == 1, "test topology: cannot find the stale manifest"
+        return original.replace(stale, manifest_text)
+    end = original.rstrip().rfind("}")
+    last = len(original[:end].rstrip())
+    return original[:last] + ', "weightsManifest": ' + manifest_text + original[last:]
+
+
+def graph_bundle(tmp, name, w, stale_manifest=False):
+    folder = os.path.join(tmp, "bundles", name)
+    os.makedirs(folder)
+    np.save(os.path.join(folder, "w.npy"), np.asarray(w, np.float32))
+    with open(os.path.join(folder, "model.json"), "w") as f:
+        f.write(graph_topology(stale_manifest))
+    return folder
+
+
+def read_text(path):
+    with open(path) as f:
+        return f.read()
+
+
+def graph_json_checks(serve, model, bundle, version):
+    """The published model.json files are the bundle's, byte for byte, but
+    for weightsManifest (version-qualified at the top level)."""
+    original = read_text(os.path.join(bundle, "model.json"))
+    problems = []
+    for rel_json, rel_manifest in ((os.path.join(version, "model.json"),
+                                    os.path.join(version, "weights_manifest.json")),
+                                   ("model.json", "weights_manifest.json")):
+        got = read_text(os.path.join(serve, model, rel_json))
+        want = spliced(original, read_text(os.path.join(serve, model, rel_manifest)))
+        if got != want:
+            problems.append("%s/%s is not the bundle's model.json with only weightsManifest "
+                            "replaced" % (model, rel_json))
+    return problems
+
+
+def run_graph_node(jobs, tmp):
+    job_file = os.path.join(tmp, "graph_jobs.json")
+    with open(job_file, "w") as f:
+        json.dump(jobs, f)
+    proc = subprocess.run(["node", os.path.join(TFJS_DIR, "graph.mjs"), job_file],
+                          cwd=TFJS_DIR, capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        raise RuntimeError("graph.mjs failed: " + proc.stderr[-2000:])
+    return json.loads(proc.stdout)
+
+
+ZETA, ALPHA = [1.0, 2.0], [10.0, 20.0]
+
+
+def positional_problems(result, w):
+    if not result["ok"]:
+        return [result["error"][:500]]
+    zeta, alpha, w = np.float32(ZETA), np.float32(ALPHA), np.float32(w)
+    want = [(zeta + w).tolist(), (zeta - alpha).tolist(), (alpha * w).tolist()]
+    problems = []
+    if result["outputs"] != want:
+        problems.append("execute([zeta, alpha]) gave %s, expected [z_out, m_out, a_out] = %s "
+                        "(inputNodes %s, outputNodes %s)" % (
+                            result["outputs"], want, result["inputNodes"],
+                            result["outputNodes"]))
+    return problems
+
+
+def graph_model_checks(binary, tmp, serve, base):
+    """Publishes graph models, runs them positionally with tf.loadGraphModel,
+    rolls one back and runs it again, and checks model.json byte for byte."""
+    checks = []
+    fresh = graph_bundle(tmp, "graph_fresh", [3, 5])
+    stale = graph_bundle(tmp, "graph_stale", [7, 11], stale_manifest=True)
+    newer = graph_bundle(tmp, "graph_newer", [13, 17])
+    v_fresh = publish(binary, fresh, serve, "graph", [])
+    publish(binary, stale, serve, "graph_stale", [])
+    v_newer = publish(binary, newer, serve, "graph", [])
+    checks.append(("graph model.json (no weightsManifest) kept byte for byte",
+                   graph_json_checks(serve, "graph", newer, v_newer)))
+    checks.append(("graph model.json (stale weightsManifest) kept byte for byte",
+                   graph_json_checks(serve, "graph_stale", stale, "1")))
+    jobs = [{"id": "newer", "url": base + "graph/model.json", "inputs": [ZETA, ALPHA]},
+            {"id": "stale", "url": base + "graph_stale/model.json", "inputs": [ZETA, ALPHA]}]
+    results = run_graph_node(jobs, tmp)
+    checks.append(("tf.loadGraphModel runs the published graph positionally",
+                   positional_problems(results["newer"], [13, 17])))
+    checks.append(("tf.loadGraphModel runs a graph whose weightsManifest was replaced",
+                   positional_problems(results["stale"], [7, 11])))
+    rb = subprocess.run([binary, "rollback", os.path.join(serve, "graph"), "--to", v_fresh],
+                        capture_output=True, text=True, timeout=60)
+    problems = [] if rb.returncode == 0 else ["rollback failed: " + rb.stderr]
+    problems += graph_json_checks(serve, "graph", fresh, v_fresh)
+    vf = subprocess.run([binary, "verify", os.path.join(serve, "graph"), "--against", fresh],
+                        capture_output=True, text=True, timeout=60)
+    if vf.returncode != 0:
+        problems.append("verify --against after rollback: " + (vf.stdout + vf.stderr)[-500:])
+    result = run_graph_node([{"id": "rolled", "url": base + "graph/model.json",
+                              "inputs": [ZETA, ALPHA]}], tmp)["rolled"]
+    problems += positional_problems(result, [3, 5])
+    checks.append(("after rollback, model.json is byte for byte and runs positionally",
+                   problems))
+    return checks
+
+
 def run(binary):
     ensure_node_modules()
     tmp = tempfile.mkdtemp(prefix="wd_tfjs_")
@@ -570,6 +713,7 @@ def run(binary):
         published, checks = publish_all(binary, tmp, serve)
         refs = reference_models(serve, tmp)
         checks += load_and_check(serve, base, tmp, published, refs)
+        checks += graph_model_checks(binary, tmp, serve, base)
     finally:
         server.shutdown()
         server.server_close()
