@@ -164,7 +164,7 @@ Result<std::string> ModelJsonWithManifest(std::string_view original, std::string
   try {
     members = TopLevelMembers(original, &close);
   } catch (const std::exception& e) {  // not reached for checked text
-    return Status::Bundle(where + ": cannot read the top-level keys of model.json: " + e.what());
+    return Status::Internal(where + ": cannot read the top-level keys of model.json: " + e.what());
   }
   std::string out;
   out.reserve(original.size() + manifest_json.size() + 32);
