@@ -210,17 +210,23 @@ std::string Describe(const YAML::Node& node) {
   }
 }
 
-// Marks where each document starts. yaml-cpp 0.7 (Debian 12's) can report
-// document after document at the same place without consuming input (a lone
-// ",": upstream bug #1040), which is why YAML::LoadAll is never called.
-class DocumentStarts : public YAML::EventHandler {
+// Marks where each document starts, and the first scalar (keys included)
+// that is not UTF-8: some escapes (\\N) make yaml-cpp 0.7 hand back a stray
+// byte even from valid text. Events come once per node written in the text
+// (an alias is one event, never expanded), so this is linear in the text.
+// yaml-cpp 0.7 (Debian 12's) can report document after document at the same
+// place without consuming input (a lone ",": upstream bug #1040), which is
+// why YAML::LoadAll is never called.
+class DocumentEvents : public YAML::EventHandler {
  public:
-  void OnDocumentStart(const YAML::Mark& mark) override { marks.push_back(mark); }
+  void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
   void OnDocumentEnd() override {}
   void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
   void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                const std::string&) override {}
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string& value) override {
+    if (!bad_scalar && !IsValidUtf8(value)) bad_scalar = mark;
+  }
   void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
                        YAML::EmitterStyle::value) override {}
   void OnSequenceEnd() override {}
@@ -228,7 +234,8 @@ class DocumentStarts : public YAML::EventHandler {
                   YAML::EmitterStyle::value) override {}
   void OnMapEnd() override {}
 
-  std::vector<YAML::Mark> marks;
+  std::vector<YAML::Mark> starts;
+  std::optional<YAML::Mark> bad_scalar;
 };
 
 // The first byte of `text` that is not valid UTF-8, as a mark; none if all is.
@@ -258,31 +265,6 @@ std::optional<YAML::Mark> FirstInvalidUtf8(const std::string& text) {
   return std::nullopt;
 }
 
-// Every scalar of the tree (keys too) must be UTF-8: a "\xNN" escape lets
-// yaml-cpp hand back a stray byte even from valid text. Iterative: depth is
-// bounded by yaml-cpp's own guard, but our stack need not be.
-Status CheckScalarsUtf8(const std::string& file, const YAML::Node& root) {
-  std::vector<YAML::Node> todo{root};
-  while (!todo.empty()) {
-    const YAML::Node node = todo.back();
-    todo.pop_back();
-    if (node.IsScalar() && !IsValidUtf8(node.Scalar())) {
-      return ErrorAt(file, node,
-                     "not valid UTF-8 (an escape in a quoted string, such as \\N, gave a "
-                     "stray byte: write the character itself)");
-    }
-    if (node.IsSequence()) {
-      for (const YAML::Node& item : node) todo.push_back(item);
-    } else if (node.IsMap()) {
-      for (const auto& entry : node) {
-        todo.push_back(entry.first);
-        todo.push_back(entry.second);
-      }
-    }
-  }
-  return Status::Ok();
-}
-
 // The single document of `text` (a null node when there is none).
 Result<YAML::Node> LoadOneDocument(const std::string& text, const std::string& file) {
   if (text.size() > kMaxConfigBytes) {
@@ -296,10 +278,10 @@ Result<YAML::Node> LoadOneDocument(const std::string& text, const std::string& f
   // one" and "stuck in place" apart, so no input can make this loop.
   std::istringstream in(text);
   YAML::Parser parser(in);
-  DocumentStarts starts;
-  for (int i = 0; i < 3 && parser.HandleNextDocument(starts); ++i) {
+  DocumentEvents events;
+  for (int i = 0; i < 3 && parser.HandleNextDocument(events); ++i) {
   }
-  const std::vector<YAML::Mark>& m = starts.marks;
+  const std::vector<YAML::Mark>& m = events.starts;
   for (size_t i = 1; i < m.size(); ++i) {
     if (m[i].pos == m[i - 1].pos) {
       return Status::Config(Where(file, m[i]) +
@@ -310,9 +292,12 @@ Result<YAML::Node> LoadOneDocument(const std::string& text, const std::string& f
   if (m.size() > 1) {
     return Status::Config(Where(file, m[1]) + ": expected one YAML document, found another here");
   }
-  YAML::Node root = YAML::Load(text);
-  WD_RETURN_IF_ERROR(CheckScalarsUtf8(file, root));
-  return root;
+  if (events.bad_scalar) {
+    return Status::Config(Where(file, *events.bad_scalar) +
+                          ": not valid UTF-8 (an escape in a quoted string, such as \\N, gave a "
+                          "stray byte: write the character itself)");
+  }
+  return YAML::Load(text);
 }
 
 Result<std::string> ReadConfigFile(const std::string& path) {

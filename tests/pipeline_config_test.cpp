@@ -168,6 +168,10 @@ TEST_CASE("bad pipeline settings are errors at file:line:col") {
       {"- ]", "cfg.yaml:1:3: illegal flow end"},
       {"[:", "cfg.yaml:1:2: unknown token"},
       {"-,", "cfg.yaml:1:1: pipeline settings: expected a mapping, got '-,'"},
+      // An alias of an enclosing node: a cycle, which nothing may walk for ever.
+      {"&a [*a]", "cfg.yaml:1:1: pipeline settings: expected a mapping, got a list"},
+      {"quantize: &q {uint8: *q}",
+       "cfg.yaml:1:11: quantize: uint8: expected a pattern or a list of patterns, got a mapping"},
       // Not UTF-8: raw bytes in the text, or a escape that yields a bad scalar.
       {"quantize:\n  float16: [\"\xc3*\"]\n",
        "cfg.yaml:2:14: not valid UTF-8 (YAML text is UTF-8)"},
