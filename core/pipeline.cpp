@@ -39,27 +39,6 @@ class ProgressSink : public ByteSink {
   const std::function<bool()>& cancelled_;
 };
 
-Status HashFile(const std::string& path, Sha256& h) {
-  const int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus("cannot read " + path, errno);
-  // 256 KiB: read() copies into a buffer that stays in L2 for the hash to
-  // read back. With 1 MiB, perf put half the digest thread in the copy.
-  std::vector<uint8_t> buf(256 << 10);
-  Status st;
-  for (;;) {
-    const ssize_t n = read(fd, buf.data(), buf.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      st = ErrnoStatus("cannot read " + path, errno);
-      break;
-    }
-    if (n == 0) break;
-    h.Update(buf.data(), static_cast<size_t>(n));
-  }
-  close(fd);
-  return st;
-}
-
 // One file of a bundle digest: its name, a NUL, its size as 8 bytes
 // little-endian, then its bytes (docs/formats.md, "Bundle digest").
 Status HashNamedFile(const std::string& name, const std::string& path, Sha256& h) {
@@ -70,7 +49,7 @@ Status HashNamedFile(const std::string& name, const std::string& path, Sha256& h
   for (int i = 0; i < 8; ++i) le[i] = static_cast<uint8_t>(size >> (8 * i));
   h.Update(name.c_str(), name.size() + 1);  // with the NUL
   h.Update(le, sizeof le);
-  return HashFile(path, h);
+  return HashFileInto(path, h).status();
 }
 
 Result<std::optional<std::string>> ReadBundleModelJson(const Bundle& bundle) {
@@ -169,7 +148,7 @@ Result<std::string> BundleDigest(const Bundle& bundle) {
     return h.HexDigest();
   }
   if (!bundle.is_directory()) {
-    WD_RETURN_IF_ERROR(HashFile(bundle.path(), h));
+    WD_RETURN_IF_ERROR(HashFileInto(bundle.path(), h).status());
     return h.HexDigest();
   }
   namespace fs = std::filesystem;
@@ -207,9 +186,15 @@ std::string DefaultModelName(const std::string& bundle_path) {
 Result<BundlePublish> PublishBundle(const std::string& path, const PublishSettings& settings,
                                     FileSystem& fs, const ProgressFn& progress) {
   WD_RETURN_IF_ERROR(ValidateModelName(settings.model));
-  WD_ASSIGN_OR_RETURN(auto bundle, Bundle::Open(path));
-  WD_ASSIGN_OR_RETURN(Plan plan, MakePlan(*bundle, settings.options));
-  WD_ASSIGN_OR_RETURN(auto model_json, ReadBundleModelJson(*bundle));
+  // Faults met reading the bundle are about it, not the serve side.
+  auto bundle_or = Bundle::Open(path);
+  if (!bundle_or.ok()) return OnBundleSide(bundle_or.status());
+  std::unique_ptr<Bundle> bundle = std::move(bundle_or).value();
+  Result<Plan> plan_or = MakePlan(*bundle, settings.options);
+  if (!plan_or.ok()) return OnBundleSide(plan_or.status());
+  Plan plan = std::move(plan_or).value();
+  auto model_json = ReadBundleModelJson(*bundle);
+  if (!model_json.ok()) return OnBundleSide(model_json.status());
   PublishRequest req{.serve_root = settings.serve_root,
                      .model = settings.model,
                      .keep_versions = settings.keep_versions,
@@ -233,7 +218,9 @@ Result<BundlePublish> PublishBundle(const std::string& path, const PublishSettin
              digest.Matches(current->sha256);
     };
     Result<StagedContent> staged = WriteShards(*bundle, plan, fs, dir, progress, same, &stream);
-    WD_ASSIGN_OR_RETURN(std::string sha, digest.Wait());
+    Result<std::string> sha_or = digest.Wait();
+    if (!sha_or.ok()) return OnBundleSide(sha_or.status());
+    const std::string sha = *sha_or;
     if (!staged.ok() && same()) {
       StagedContent c;
       c.source_sha256 = sha;
@@ -242,7 +229,7 @@ Result<BundlePublish> PublishBundle(const std::string& path, const PublishSettin
     }
     if (!staged.ok()) return staged.status();
     staged->source_sha256 = sha;
-    staged->model_json = model_json;
+    staged->model_json = *model_json;
     return staged;
   };
   WD_ASSIGN_OR_RETURN(PublishResult r, publisher.Publish(req, produce));

@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/status.h"
+
 namespace wd {
 
 class Sha256 {
@@ -32,5 +34,10 @@ class Sha256 {
 };
 
 std::string Sha256Hex(std::string_view data);
+
+// Hashes the regular file at `path` into `h` (never through a symlink) and
+// returns its size. A read error is an error naming the file, never taken
+// for the end of the file.
+Result<uint64_t> HashFileInto(const std::string& path, Sha256& h);
 
 }  // namespace wd

@@ -1,5 +1,6 @@
 #include "core/status.h"
 
+#include <cerrno>
 #include <cstring>
 #include <exception>
 #include <new>
@@ -7,7 +8,23 @@
 namespace wd {
 
 Status ErrnoStatus(const std::string& what, int err) {
-  return Status::Environment(what + ": " + std::strerror(err));
+  return Status::Error(ErrorKind::kEnvironment, what + ": " + std::strerror(err), err);
+}
+
+Status OnBundleSide(Status s) {
+  if (s.ok() || s.kind() != ErrorKind::kEnvironment) return s;
+  switch (s.sys_errno()) {
+    case ENOSPC:
+    case EDQUOT:
+    case ENOMEM:
+    case EMFILE:
+    case ENFILE:
+    case EINTR:
+    case EAGAIN:
+      return s;
+    default:
+      return Status::Error(ErrorKind::kUnreadable, s.message(), s.sys_errno());
+  }
 }
 
 Status InternalErrorFromException(const char* doing, const std::string& subject) noexcept {

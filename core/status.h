@@ -17,17 +17,20 @@ enum class ErrorKind {
   kUsage,        // bad command-line use
   kInternal,     // weightdrop's own fault (an exception, a broken invariant): never
                  // blamed on the bundle's content, but never leaves it stranded
+  kUnreadable,   // this one bundle cannot be opened or read (EACCES, EIO, ENOENT
+                 // under it): retried a few times, then quarantined with a hint
 };
 
 class [[nodiscard]] Status {
  public:
   Status() = default;
   static Status Ok() { return Status(); }
-  static Status Error(ErrorKind kind, std::string message) {
+  static Status Error(ErrorKind kind, std::string message, int sys_errno = 0) {
     Status s;
     s.ok_ = false;
     s.kind_ = kind;
     s.message_ = std::move(message);
+    s.sys_errno_ = sys_errno;
     return s;
   }
   static Status Bundle(std::string m) { return Error(ErrorKind::kBundle, std::move(m)); }
@@ -40,22 +43,31 @@ class [[nodiscard]] Status {
   bool ok() const { return ok_; }
   ErrorKind kind() const { return kind_; }
   const std::string& message() const { return message_; }
+  // The errno behind an ErrnoStatus, else 0.
+  int sys_errno() const { return sys_errno_; }
 
   // Returns a copy whose message is "<context>: <message>".
   Status WithContext(const std::string& context) const {
     if (ok_) return *this;
-    return Error(kind_, context + ": " + message_);
+    return Error(kind_, context + ": " + message_, sys_errno_);
   }
 
  private:
   bool ok_ = true;
   ErrorKind kind_ = ErrorKind::kBundle;
   std::string message_;
+  int sys_errno_ = 0;
 };
 
 // Environment error from errno: "<what>: <strerror>". ENOENT/EACCES etc. all
 // count as environment faults; callers that know better re-kind them.
 Status ErrnoStatus(const std::string& what, int err);
+
+// For errors met while reading a bundle: an environment fault that is about
+// this bundle (permissions, an I/O error, a file gone from under it) becomes
+// kUnreadable; faults of the whole machine (out of space, memory or file
+// descriptors) stay kEnvironment, and every other kind is kept.
+Status OnBundleSide(Status s);
 
 // The exception being handled as Status::Internal("internal error while
 // <doing> <subject>: <what()>"), e.g. "internal error while publishing

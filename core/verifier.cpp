@@ -52,25 +52,9 @@ Result<Target> Resolve(const std::string& raw, FileSystem& fs) {
 
 // sha256 and size of a regular file that is not a symlink.
 Result<Recorded> HashShard(const std::string& path) {
-  const int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus(path, errno);
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    close(fd);
-    return Status::Bundle(path + ": not a regular file");
-  }
   Sha256 h;
-  std::vector<uint8_t> buf(1 << 20);
-  uint64_t total = 0;
-  for (;;) {
-    const ssize_t n = read(fd, buf.data(), buf.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    h.Update(buf.data(), static_cast<size_t>(n));
-    total += static_cast<uint64_t>(n);
-  }
-  close(fd);
-  return Recorded{total, h.HexDigest()};
+  WD_ASSIGN_OR_RETURN(uint64_t bytes, HashFileInto(path, h));
+  return Recorded{bytes, h.HexDigest()};
 }
 
 // Bytes a manifest weight encodes to, or -1 when it depends on the data.

@@ -234,7 +234,7 @@ void WeightStream::Run(Lane& lane) {
     Chunk c;
     Result<bool> more = ProduceOne(lane, c);
     std::lock_guard<std::mutex> lock(mu_);
-    if (!more.ok()) lane.error = more.status();
+    if (!more.ok()) lane.error = OnBundleSide(more.status());
     if (!more.ok() || !*more) {
       lane.done = true;
       cv_.notify_all();
@@ -248,13 +248,14 @@ void WeightStream::Run(Lane& lane) {
 
 Result<std::span<const uint8_t>> WeightStream::Next() {
   if (consumed_read_ >= reads_.size()) {
-    return Status::Bundle("internal: weight stream read past its last weight");
+    return Status::Internal("weight stream read past its last weight");
   }
   Lane& lane = *lanes_[lane_of_[consumed_read_]];
   if (!threaded_) {
     Chunk c;
-    WD_ASSIGN_OR_RETURN(bool more, ProduceOne(lane, c));
-    if (!more) return Status::Bundle("internal: weight stream read past its last weight");
+    Result<bool> produced = ProduceOne(lane, c);
+    if (!produced.ok()) return OnBundleSide(produced.status());
+    if (!*produced) return Status::Internal("weight stream read past its last weight");
     if (c.data == nullptr) {
       ++consumed_read_;
       return std::span<const uint8_t>();
@@ -270,7 +271,7 @@ Result<std::span<const uint8_t>> WeightStream::Next() {
   cv_.wait(lock, [&] { return !lane.ready.empty() || lane.done; });
   if (lane.ready.empty()) {
     if (!lane.error.ok()) return lane.error;
-    return Status::Bundle("internal: weight stream read past its last weight");
+    return Status::Internal("weight stream read past its last weight");
   }
   current_ = std::move(lane.ready.front());
   lane.ready.pop_front();

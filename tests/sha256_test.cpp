@@ -5,6 +5,8 @@
 #include <string>
 #include <utility>
 
+#include "tests/test_util.h"
+
 namespace wd {
 namespace {
 
@@ -39,6 +41,30 @@ TEST_CASE("sha256 fed in pieces equals the one-shot digest") {
   CHECK(h.HexDigest() == Sha256Hex("abc"));
   Sha256 moved(std::move(h));
   CHECK(moved.HexDigest() == Sha256Hex("abc"));
+}
+
+TEST_CASE("hashing a file reports a read error instead of a short digest") {
+  test::TempDir d;
+  test::WriteFile(d / "f", std::string(300000, 'x'));
+  Sha256 h;
+  Result<uint64_t> n = HashFileInto(d / "f", h);
+  REQUIRE(n.ok());
+  CHECK(*n == 300000);
+  CHECK(h.HexDigest() == Sha256Hex(std::string(300000, 'x')));
+
+  // Reading /proc/self/mem at offset 0 (never mapped) fails with EIO: the
+  // error must come back, not a digest of zero bytes.
+  Sha256 eio;
+  Result<uint64_t> bad = HashFileInto("/proc/self/mem", eio);
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.status().kind() == ErrorKind::kEnvironment);
+  CHECK(bad.status().message().find("cannot read /proc/self/mem (after 0 bytes)") !=
+        std::string::npos);
+
+  Sha256 dir;
+  Result<uint64_t> not_file = HashFileInto(d.path(), dir);
+  REQUIRE_FALSE(not_file.ok());
+  CHECK(not_file.status().message().find("not a regular file") != std::string::npos);
 }
 
 }  // namespace
