@@ -377,6 +377,16 @@ Status CheckWatchFolders(const std::string& file, const std::vector<WatchDraft>&
         return ErrorAt(file, w[i].drop,
                        me + "drop: " + drop + " is already watched by " + WatchName(j, i));
       }
+      // A fixed model name fed from two drop folders into one serve root:
+      // each would replace the other's versions.
+      const std::string& model = w[i].config.model;
+      if (w[j].config.serve == serve && w[j].config.model == model &&
+          model.find('{') == std::string::npos) {
+        return ErrorAt(file, w[i].model.IsNull() ? w[i].node : w[i].model,
+                       me + "model: '" + model + "' is also " + WatchName(j, i) +
+                           "'s model in the same serve root " + serve +
+                           "; give each watch its own model or serve root");
+      }
     }
     for (size_t j = 0; j < w.size(); ++j) {
       const std::string& other_serve = w[j].config.serve;
@@ -432,6 +442,15 @@ Status ApplyShutdownTimeout(const std::string& file, const YAML::Node& value, To
   return DurationValue(file, value, "shutdown_timeout", Millis(0), &out->config.shutdown_timeout);
 }
 
+Status ApplyBundleRetries(const std::string& file, const YAML::Node& value, TopDraft* out) {
+  return yaml::WholeNumberValue(file, value, "bundle_retries", 1, &out->config.bundle_retries);
+}
+
+Status ApplyBundleRetryDelay(const std::string& file, const YAML::Node& value, TopDraft* out) {
+  return DurationValue(file, value, "bundle_retry_delay", Millis(1),
+                       &out->config.bundle_retry_delay);
+}
+
 Status KeepDefaults(const std::string&, const YAML::Node& value, TopDraft* out) {
   out->defaults = value;
   return Status::Ok();
@@ -443,9 +462,14 @@ Status KeepWatches(const std::string&, const YAML::Node& value, TopDraft* out) {
 }
 
 constexpr KeyRule<TopDraft> kTopKeys[] = {
-    {"state_dir", ApplyStateDir},   {"log_level", ApplyLogLevel},
-    {"log_format", ApplyLogFormat}, {"shutdown_timeout", ApplyShutdownTimeout},
-    {"defaults", KeepDefaults},     {"watches", KeepWatches},
+    {"state_dir", ApplyStateDir},
+    {"log_level", ApplyLogLevel},
+    {"log_format", ApplyLogFormat},
+    {"shutdown_timeout", ApplyShutdownTimeout},
+    {"defaults", KeepDefaults},
+    {"watches", KeepWatches},
+    {"bundle_retries", ApplyBundleRetries},
+    {"bundle_retry_delay", ApplyBundleRetryDelay},
 };
 
 Status ApplyWatches(const std::string& file, const YAML::Node& root, TopDraft* top) {

@@ -49,6 +49,12 @@ struct DaemonConfig {
   LogFormat log_format = LogFormat::kText;
   // How long SIGTERM waits for in-flight publishes before exiting anyway.
   Millis shutdown_timeout{30000};
+  // A bundle the daemon cannot read (permissions, an I/O error) is tried
+  // this many times, the first retry after bundle_retry_delay and each next
+  // one after twice the last (5 and 10s: 2.5 minutes), then goes to failed/.
+  // Its model's later bundles wait meanwhile, to keep arrival order.
+  int bundle_retries = 5;
+  Millis bundle_retry_delay{10000};
   PipelineOptions defaults;
   std::vector<WatchConfig> watches;
 };

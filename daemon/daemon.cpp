@@ -1,5 +1,6 @@
 #include "daemon/daemon.h"
 
+#include <pwd.h>
 #include <spdlog/spdlog.h>
 #include <sys/inotify.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@
 #include "daemon/drop_folder.h"
 #include "daemon/hook_runner.h"
 #include "daemon/inotify_watcher.h"
+#include "daemon/instance_lock.h"
 #include "daemon/logging.h"
 #include "daemon/sd_notify.h"
 #include "daemon/status_report.h"
@@ -133,6 +135,7 @@ struct Outcome {
   std::string version_dir;
   std::string bundle_path;  // where the bundle is now
   std::string error;
+  bool unreadable = false;  // a kRetry because this bundle could not be read
   uint64_t bytes = 0;
   double seconds = 0;
   std::vector<std::string> warnings;
@@ -282,7 +285,12 @@ void Daemon::ApplyConfig(DaemonConfig cfg) {
       retired_.push_back(std::move(*it));
       it = watches_.erase(it);
     } else {
-      (*it)->cfg = *found->second;  // new settings for bundles claimed from now on
+      Watch* w = it->get();
+      const auto old_rescan = w->cfg.rescan;
+      w->cfg = *found->second;  // new settings for bundles claimed from now on
+      if (w->rescan_timer && w->ready && w->cfg.rescan != old_rescan) {
+        w->rescan_timer->Start(w->cfg.rescan.count(), w->cfg.rescan.count());
+      }
       wanted.erase(found);
       ++it;
     }
@@ -439,10 +447,10 @@ void Daemon::MaybeReady() {
       std::all_of(watches_.begin(), watches_.end(), [](const auto& w) { return w->attempted; });
   if (!all) return;
   if (!announced_ready_ || reloading_) {
+    status_.state = "running";  // before STATUS=: READY=1 never says "reloading"
     notifier_.Notify("READY=1\nSTATUS=" + StatusLine(status_));
     announced_ready_ = true;
     reloading_ = false;
-    status_.state = "running";
     StatusChanged();
   }
 }
@@ -722,6 +730,7 @@ void Daemon::OnClaimed(Watch* w, const WatchConfig& cfg, const std::string& name
     }
   } else {
     spdlog::info("claimed {}", claimed->path);
+    if (!claimed->warning.empty()) spdlog::warn("{}", claimed->warning);
     auto model = ExpandModelTemplate(cfg.model, name, cfg.drop);
     Enqueue(Job{.cfg = cfg,
                 .claimed = *claimed,
@@ -799,12 +808,34 @@ Status PublishClaimed(const Job& job, const DaemonTestHooks& hooks, Outcome* out
   });
 }
 
+// What failed/<name>.error.txt adds when weightdrop could not read the bundle.
+std::string UnreadableNote(int attempts) {
+  const uid_t uid = geteuid();
+  std::string user = std::to_string(uid);
+  std::vector<char> buf(4096);
+  passwd pw{};
+  passwd* found = nullptr;
+  if (getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr) {
+    user = std::string(found->pw_name) + " (uid " + std::to_string(uid) + ")";
+  }
+  return "weightdrop could not read this bundle in " + std::to_string(attempts) +
+         " attempts. It runs as user " + user +
+         ": make the bundle (and, for a folder, everything in it) readable to that user, "
+         "e.g. `chmod g+r` with the uploaders' group as its group (`chgrp`), or `chmod a+r`; "
+         "then drop it again. A disk I/O error needs the disk looked at.";
+}
+
 // Runs on a worker thread: after the publish, moves the bundle to done/ (or
 // deletes it), to failed/ for a fault of the bundle's or of weightdrop's, or
-// leaves it in processing/ for a retry (an environment fault).
-Status SettleBundle(const Job& job, const Status& error, Outcome* out) {
-  if (!error.ok() && error.kind() == ErrorKind::kEnvironment) {
+// leaves it in processing/ for a retry: always for a fault of the machine or
+// the serve side (every bundle would fail), and `bundle_retries` times in all
+// for a bundle that cannot be read (docs/operations.md, "Faults").
+Status SettleBundle(const Job& job, const Status& error, int bundle_retries, Outcome* out) {
+  const bool unreadable = !error.ok() && error.kind() == ErrorKind::kUnreadable;
+  if ((!error.ok() && error.kind() == ErrorKind::kEnvironment) ||
+      (unreadable && job.attempts + 1 < bundle_retries)) {
     out->kind = Outcome::kRetry;
+    out->unreadable = unreadable;
     out->error = error.message();
     out->bundle_path = job.claimed.path;
     return Status::Ok();
@@ -814,7 +845,9 @@ Status SettleBundle(const Job& job, const Status& error, Outcome* out) {
     out->error = error.message();
     const bool ours = error.kind() == ErrorKind::kInternal;
     auto moved = QuarantineBundle(job.cfg.drop, job.claimed, error.message(),
-                                  ours ? kInternalFaultNote : "");
+                                  ours         ? kInternalFaultNote
+                                  : unreadable ? UnreadableNote(job.attempts + 1)
+                                               : "");
     if (moved.ok()) {
       out->bundle_path = *moved;
     } else {
@@ -843,12 +876,13 @@ void Daemon::RunJob(const std::string& key) {
   auto out = std::make_shared<Outcome>();
   RunOnWorker(
       loop_, "publishing", job.claimed.path,
-      [job, out, hooks = test_hooks_, crashes = crashes_] {
+      [job, out, hooks = test_hooks_, crashes = crashes_, retries = cfg_.bundle_retries] {
         const auto start = Clock::now();
         const Status error = PublishClaimed(job, hooks, out.get());
         out->seconds = std::chrono::duration<double>(Clock::now() - start).count();
-        const Status settled = CatchInternal("moving", job.claimed.path,
-                                             [&] { return SettleBundle(job, error, out.get()); });
+        const Status settled = CatchInternal("moving", job.claimed.path, [&] {
+          return SettleBundle(job, error, retries, out.get());
+        });
         if (!settled.ok()) {  // out of memory even now: try again later
           out->kind = Outcome::kRetry;
           out->error = settled.message();
@@ -907,10 +941,17 @@ void Daemon::OnJobDone(const std::string& key, Outcome o) {
       break;
     case Outcome::kRetry: {
       ++job.attempts;
+      const int64_t first = o.unreadable ? cfg_.bundle_retry_delay.count() : 1000;
       const int64_t backoff =
-          std::min<int64_t>(kMaxBackoffMs, int64_t{1000} << std::min(job.attempts - 1, 20));
-      spdlog::warn("retrying {} in {}s (attempt {}): {}", job.claimed.path, backoff / 1000,
-                   job.attempts, o.error);
+          std::min<int64_t>(kMaxBackoffMs, first << std::min(job.attempts - 1, 20));
+      if (o.unreadable) {
+        spdlog::warn("cannot read {} (attempt {} of {}), trying again in {:.1f}s: {}",
+                     job.claimed.name, job.attempts, cfg_.bundle_retries, backoff / 1000.0,
+                     o.error);
+      } else {
+        spdlog::warn("retrying {} in {:.1f}s (attempt {}): {}", job.claimed.path, backoff / 1000.0,
+                     job.attempts, o.error);
+      }
       m.last_result = "retrying";
       m.last_error = o.error;
       if (!q.retry_timer) {
@@ -933,7 +974,9 @@ void Daemon::RunHook(const Job& job, const Outcome& o) {
   const bool failed = o.kind == Outcome::kFailed;
   if (o.kind == Outcome::kUnchanged) return;
   const auto& argv = failed ? job.cfg.hooks.on_failure : job.cfg.hooks.on_publish;
-  if (argv.empty() || stopping_) return;
+  // Also while stopping: the version is live, so the model server must be
+  // told; shutdown waits for running hooks (bounded by shutdown_timeout).
+  if (argv.empty() || stopped_) return;
   HookEvent e{.event = failed ? "failure" : "publish",
               .vars = {{"model", job.model},
                        {"version", failed ? "" : std::to_string(o.version)},
@@ -1030,7 +1073,8 @@ void Daemon::MaybeFinishStop() {
 
 void Daemon::FinishStop() {
   stopped_ = true;
-  WriteStatus();
+  status_.state = "stopped";
+  WriteStatus();  // the last one: a write still running repeats it when done
   if (inotify_) inotify_->Close();
   for (auto* s : signals_) {
     uv_close(reinterpret_cast<uv_handle_t*>(s),
@@ -1066,7 +1110,10 @@ void Daemon::StatusChanged() {
 }
 
 void Daemon::WriteStatus() {
-  if (status_writing_) return;  // the running write reschedules
+  if (status_writing_) {  // the running write repeats this one when it ends
+    status_dirty_ = true;
+    return;
+  }
   status_writing_ = true;
   status_dirty_ = false;
   notifier_.Notify("STATUS=" + StatusLine(status_));
@@ -1085,7 +1132,12 @@ void Daemon::WriteStatus() {
       [this](const Status& fault) {
         if (!fault.ok()) spdlog::warn("{}", fault.message());
         status_writing_ = false;
-        if (status_dirty_ && !stopped_) StatusChanged();
+        if (!status_dirty_) return;
+        if (stopped_) {
+          WriteStatus();  // the final state, after FinishStop
+        } else {
+          StatusChanged();
+        }
       });
 }
 
@@ -1104,6 +1156,11 @@ void CloseAll(uv_loop_t* loop) {
 int RunDaemon(const std::string& config_arg, const DaemonTestHooks& hooks) {
   // Absolute, so a reload after a chdir (or status readers) find the same file.
   const std::string config_path = std::filesystem::absolute(config_arg).lexically_normal().string();
+  // Logging first, with the defaults (journald priorities under systemd), so
+  // that a config error reaches `journalctl -p err`, not priority 6.
+  if (Status log = SetupLogging(DaemonConfig().log_level, DaemonConfig().log_format); !log.ok()) {
+    spdlog::error("{}", log.message());
+  }
   auto cfg = LoadDaemonConfig(config_path);
   if (!cfg.ok()) {
     spdlog::error("{}", cfg.status().message());
@@ -1119,6 +1176,13 @@ int RunDaemon(const std::string& config_arg, const DaemonTestHooks& hooks) {
   setenv("UV_THREADPOOL_SIZE", "16", 0);
   spdlog::info("weightdrop {} starting (config {}, {} kernels)", WD_VERSION, config_path,
                KernelPathName(ActiveKernelPath()));
+  // One daemon per state_dir, before anything touches the folders. Held
+  // until the process exits (a reload keeps the first state_dir's lock).
+  Result<InstanceLock> instance = InstanceLock::Acquire(cfg->state_dir);
+  if (!instance.ok()) {
+    spdlog::error("{}", instance.status().message());
+    return 1;
+  }
   // Before any worker runs: what crashed earlier starts, and the handlers
   // that record the next crash (state_dir/crashes is not reloaded on SIGHUP).
   auto crashes = StartCrashGuard(cfg->state_dir);

@@ -41,11 +41,15 @@ Result<std::vector<std::string>> ListNames(const std::string& dir) {
   DIR* d = opendir(dir.c_str());
   if (d == nullptr) return ErrnoStatus("cannot list " + dir, errno);
   std::vector<std::string> names;
+  errno = 0;
   while (dirent* e = readdir(d)) {
     const std::string n = e->d_name;
     if (n != "." && n != "..") names.push_back(n);
+    errno = 0;
   }
+  const int err = errno;  // readdir returns null at the end and on an error
   closedir(d);
+  if (err != 0) return ErrnoStatus("cannot list " + dir, err);
   std::sort(names.begin(), names.end());
   return names;
 }
@@ -157,7 +161,7 @@ Status EnsureDropLayout(const std::string& drop) {
 
 Result<Claimed> ClaimBundle(const std::string& drop, const std::string& name,
                             const std::string& id) {
-  Claimed c{.id = id, .name = name, .path = ""};
+  Claimed c{.id = id, .name = name, .path = "", .warning = ""};
   const std::string dir = Meta(drop, "processing") + "/" + c.id;
   if (mkdir(dir.c_str(), 0755) != 0) return ErrnoStatus("cannot create " + dir, errno);
   c.path = dir + "/" + name;
@@ -168,9 +172,12 @@ Result<Claimed> ClaimBundle(const std::string& drop, const std::string& name,
       return Status::Incomplete(drop + "/" + name + ": gone before it was claimed");
     return ErrnoStatus("cannot claim " + drop + "/" + name, err);
   }
+  // The rename is done: from here the bundle is ours, and an error would
+  // leave it in processing/ with nobody working on it until a restart.
   FileSystem& fs = DefaultFileSystem();
-  WD_RETURN_IF_ERROR(fs.SyncDir(dir));
-  WD_RETURN_IF_ERROR(fs.SyncDir(drop));
+  Status st = fs.SyncDir(dir);
+  if (st.ok()) st = fs.SyncDir(drop);
+  if (!st.ok()) c.warning = "claim of " + c.path + " may not survive a power loss: " + st.message();
   return c;
 }
 
@@ -180,7 +187,7 @@ Result<std::vector<Claimed>> ListProcessing(const std::string& drop) {
   std::vector<Claimed> out;
   for (const auto& id : ids) {  // placed by hand: no claim folder
     if (!IsClaimId(id) && !IsIgnoredName(id)) {
-      out.push_back({.id = "", .name = id, .path = root + "/" + id});
+      out.push_back({.id = "", .name = id, .path = root + "/" + id, .warning = ""});
     }
   }
   for (const auto& id : ids) {
@@ -192,7 +199,7 @@ Result<std::vector<Claimed>> ListProcessing(const std::string& drop) {
       continue;
     }
     for (const auto& n : *names)
-      out.push_back({.id = id, .name = n, .path = root + "/" + id + "/" + n});
+      out.push_back({.id = id, .name = n, .path = root + "/" + id + "/" + n, .warning = ""});
   }
   return out;
 }
@@ -216,7 +223,9 @@ Result<std::string> QuarantineBundle(const std::string& drop, const Claimed& c,
   const std::string to = FreeName(Meta(drop, "failed"), c.name);
   char when[32];
   const std::time_t now = std::time(nullptr);
-  std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  std::tm utc{};
+  gmtime_r(&now, &utc);  // a worker thread: std::gmtime's buffer is shared
+  std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &utc);
   const std::string text = "bundle: " + drop + "/" + c.name + "\nfailed: " + when +
                            "\nerror: " + error + "\n" +
                            (fault.empty() ? "" : "fault: " + fault + "\n");

@@ -38,6 +38,10 @@ struct Claimed {
   std::string id;
   std::string name;
   std::string path;  // processing/<id>/<name>
+  // Set when the claim's rename is done but could not be made durable (a
+  // failed directory fsync): the bundle is claimed all the same, since it
+  // is in processing/ either way; the caller logs this.
+  std::string warning;
 };
 
 // A new claim id: sorts after every id made before it (on this clock).

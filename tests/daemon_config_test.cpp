@@ -157,7 +157,7 @@ TEST_CASE("bad daemon configs are errors at file:line:col") {
       {"watches:\n", "/etc/wd/d.yaml:1:1: watches: no value"},
       {"watch: []\n",
        "/etc/wd/d.yaml:1:1: unknown key 'watch' in daemon config (expected state_dir, log_level, "
-       "log_format, shutdown_timeout, defaults or watches)"},
+       "log_format, shutdown_timeout, defaults, watches, bundle_retries or bundle_retry_delay)"},
       {"log_level: verbose\n",
        "/etc/wd/d.yaml:1:12: log_level: expected trace, debug, info, warn or error, got 'verbose'"},
       {"log_format: [json]\n",
@@ -176,6 +176,9 @@ TEST_CASE("bad daemon configs are errors at file:line:col") {
        "/etc/wd/d.yaml:2:1: daemon config: duplicate key 'watches'"},
       {"watches: [{drop: /d, serve: /s}]\n---\nwatches: []\n",
        "/etc/wd/d.yaml:2:1: expected one YAML document, found another here"},
+      {"watches:\n  - {drop: /d, serve: /s, model: m}\n  - {drop: /e, serve: /s, model: m}\n",
+       "/etc/wd/d.yaml:3:34: watch 2: model: 'm' is also watch 1's model in the same serve root "
+       "/s; give each watch its own model or serve root"},
       {"watches: [{drop: /d, serve: /s}\n", "/etc/wd/d.yaml:2:1: end of sequence flow not found"},
       // A watch's own keys.
       {"watches:\n  - /d\n",
@@ -466,6 +469,24 @@ TEST_CASE("the example in docs/configuration.md is a valid daemon config") {
   REQUIRE(c.watches.size() == 2);
   CHECK(c.watches[0].hooks.on_publish.size() == 4);
   CHECK(c.watches[1].options.quantize.fallthrough == QuantDtype::kUint8);
+}
+
+TEST_CASE("retries of an unreadable bundle are settings with defaults") {
+  auto d = ParseDaemonConfig("watches: [{drop: /d, serve: /s}]\n", "/etc/wd/d.yaml");
+  REQUIRE(d.ok());
+  CHECK(d->bundle_retries == 5);
+  CHECK(d->bundle_retry_delay.count() == 10000);
+  auto c = ParseDaemonConfig(
+      "bundle_retries: 2\nbundle_retry_delay: 250ms\nwatches: [{drop: /d, serve: /s}]\n",
+      "/etc/wd/d.yaml");
+  REQUIRE_MESSAGE(c.ok(), c.status().message());
+  CHECK(c->bundle_retries == 2);
+  CHECK(c->bundle_retry_delay.count() == 250);
+  auto bad =
+      ParseDaemonConfig("bundle_retries: 0\nwatches: [{drop: /d, serve: /s}]\n", "/etc/wd/d.yaml");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.status().message().find("bundle_retries: expected a whole number >= 1") !=
+        std::string::npos);
 }
 
 }  // namespace

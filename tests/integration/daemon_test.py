@@ -424,7 +424,9 @@ def sighup_valid():
         t_after = time.clock_gettime(time.CLOCK_MONOTONIC)
         d.check(t_before * 1e6 - 1e6 <= usec <= t_after * 1e6 + 1e6,
                 f"MONOTONIC_USEC={usec} not within [{t_before * 1e6:.0f}, {t_after * 1e6:.0f}]")
-        d.wait_notify("READY=1", 5, i + 1)
+        r = d.wait_notify("READY=1", 5, i + 1)
+        ready = d.notify.snapshot()[r][1]
+        d.check("reloading" not in ready, f"the READY=1 that ends the reload says: {ready!r}")
         d.wait_log(r"watching\W*" + re.escape(w2.drop), 3, 0)
         for w, model in ((w2, "new"), (w1, "old")):
             data = U.npz_bytes(90 + len(model))
@@ -1071,6 +1073,118 @@ def renamed_npy():
         d.wait(lambda: len(w.done()) == 3, 10, "the re-dropped decoder.npy in done/")
         d.check(w.versions("m") == [1, 2], f"versions {w.versions('m')}: a true re-drop "
                 "should be unchanged")
+        d.stop()
+
+
+# --- 22. shutdown, start-up errors ------------------------------------------------
+
+@check("22a SIGTERM during a publish: the version goes live and on_publish still runs; the "
+       "final status.json says stopped")
+def sigterm_runs_hook():
+    env, w = big_env("sigtermhook", shutdown_timeout="60s")
+    hook_out = env.path("hook.out")
+    w.opts["hooks"] = {"on_publish": ["/bin/sh", "-c", f"echo {{model}} {{version}} >> {hook_out}"]}
+    with env:
+        d = env.start()
+        drop_big(w)
+        d.wait(lambda: w.in_processing("big.npz"), 10, "big.npz in processing/", 0.002)
+        d.stop(timeout=70)
+        d.check(w.current("big") == "1", f"current -> {w.current('big')} after a 60s shutdown")
+        got = open(hook_out).read().split() if os.path.exists(hook_out) else []
+        d.check(got == ["big", "1"], f"on_publish after SIGTERM wrote {got}, expected big 1")
+        st = load_json(os.path.join(env.state_dir, "status.json"))
+        d.check(st["state"] == "stopped", f"final status.json state {st['state']!r}")
+        d.check(st["totals"]["publishes"] == 1, f"final status.json totals {st['totals']}")
+
+
+@check("22b a bad config at start-up is logged at error priority under journald")
+def startup_config_error_priority():
+    with Env("badstart") as env:
+        env.watch()
+        env.write_config(env.config_text().replace("settle:", "setle:", 1))
+        log = env.path("start.log")
+        with open(log, "wb") as f:
+            rc = subprocess.run([U.BINARY, "run", "--config", env.config_path],
+                                stdout=f, stderr=subprocess.STDOUT, timeout=20,
+                                env=dict(os.environ, JOURNAL_STREAM="8:1234")).returncode
+        text = open(log, encoding="utf-8", errors="replace").read()
+        lines = [ln for ln in text.splitlines() if "setle" in ln]
+        if rc != 1 or not lines or not lines[0].startswith("<3>"):
+            raise AssertionError(f"exit {rc}; the config error line should start with <3>:\n"
+                                 f"{text}")
+
+
+@check("22c a second daemon on the same state_dir exits 1 at once, naming the first's pid")
+def second_instance():
+    with Env("twice") as env:
+        w = env.watch()
+        d = env.start()
+        status_json = os.path.join(env.state_dir, "status.json")
+        d.wait(lambda: os.path.exists(status_json), 5, "the first daemon's status.json")
+        t0 = time.monotonic()
+        r = subprocess.run([U.BINARY, "run", "--config", env.config_path], capture_output=True,
+                           text=True, timeout=20)
+        took = time.monotonic() - t0
+        msg = f"another weightdrop (pid {d.proc.pid}) is running with state_dir {env.state_dir}"
+        d.check(r.returncode == 1, f"second instance exit {r.returncode}: {r.stderr[-500:]}")
+        d.check(msg in r.stderr, f"second instance did not say {msg!r}: {r.stderr[-500:]}")
+        d.check(took < 5, f"second instance took {took:.1f}s to give up")
+        d.check(env.status()["pid"] == d.proc.pid, "status.json no longer names the first daemon")
+        w.drop_by_rename("after.npz", U.npz_bytes(31))
+        wait_published(d, w, "after", 1, done="after.npz")
+        d.stop()
+
+
+# --- 23. a bundle the daemon cannot read --------------------------------------------
+
+def unprivileged(env):
+    """A wrapper that runs the daemon as `nobody` when the tests run as root
+    (root reads any file); the env tree is handed to that user. None when not
+    root: the daemon then runs as the test's own user, who cannot read a
+    mode-000 file either."""
+    if os.geteuid() != 0:
+        return None
+    os.chmod(U.base_dir(), 0o755)
+    for dirpath, dirnames, filenames in os.walk(env.root):
+        for n in [dirpath] + [os.path.join(dirpath, x) for x in dirnames + filenames]:
+            os.lchown(n, 65534, 65534)
+    wrapper = env.path("as-nobody.sh")
+    U.write_file(wrapper, ("#!/bin/sh\nexec setpriv --reuid=65534 --regid=65534 --clear-groups "
+                           f"-- {U.BINARY} \"$@\"\n").encode())
+    os.chmod(wrapper, 0o755)
+    return wrapper
+
+
+@check("23 an unreadable bundle is retried bundle_retries times, then quarantined with a "
+       "hint; the model's next bundle publishes")
+def unreadable_bundle():
+    with Env("unreadable") as env:
+        env.top.update(bundle_retries=3, bundle_retry_delay="200ms")
+        w = env.watch(model="m")
+        env.write_config()
+        wrapper = unprivileged(env)
+        d = env.start(write=False, binary=wrapper)
+        secret = env.path("outside-secret.npy")
+        U.write_file(secret, H.npy_bytes(np.arange(5, dtype=np.float32)))
+        os.chmod(secret, 0o600 if wrapper else 0o000)
+        os.rename(secret, os.path.join(w.drop, "first.npy"))
+        time.sleep(0.1)
+        w.drop_by_rename("second.npy", H.npy_bytes(np.arange(7, dtype=np.float32)))
+        if wrapper:
+            os.lchown(os.path.join(w.drop, "second.npy"), 65534, 65534)
+        wait_published(d, w, "m", 1, timeout=20, done="second.npy")
+        d.check("first.npy.error.txt" in w.failed(), f"failed/ holds {w.failed()}")
+        text = open(w.sub("failed", "first.npy.error.txt"), encoding="utf-8").read()
+        d.check("first.npy" in text and "chmod" in text and "3 attempts" in text,
+                f"first.npy.error.txt lacks the bundle, the attempts or a chmod hint: {text!r}")
+        if wrapper:
+            d.check("nobody" in text, f"the hint does not name the daemon's user: {text!r}")
+        tries = [ln for ln in d.log_lines() if "cannot read first.npy (attempt" in ln]
+        d.check(len(tries) == 2, f"{len(tries)} 'cannot read' retries logged, expected 2")
+        man = load_json(os.path.join(w.model_dir("m"), "weights_manifest.json"))
+        names = [wt["name"] for g in man for wt in g["weights"]]
+        d.check(names == ["second"], f"served {names}")
+        d.check(w.processing() == [], f"processing/ holds {w.processing()}")
         d.stop()
 
 

@@ -200,6 +200,7 @@ class NotifyListener:
             self.env_value = "@" + abstract
         else:
             self.sock.bind(path)
+            os.chmod(path, 0o777)  # a daemon run as another user sends here too
             self.env_value = path
         self.sock.settimeout(0.05)
         self.messages = []  # (monotonic seconds, text)
