@@ -6,7 +6,7 @@
 # TARGET: npy_header bundle pipeline_config daemon_config model_json (default: all).
 # Exits 1 on any crash, leak, timeout or out-of-memory; 0 with a message when
 # there is no clang. WD_FUZZ_BUILD names the build folder, WD_FUZZ_JOBS the
-# build's -j (default 2).
+# build's -j (default 2), WD_FUZZ_SEED libFuzzer's -seed (default 0: random).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -83,7 +83,10 @@ for t in "${targets[@]}"; do
   for d in ${dicts[$t]}; do cat "tests/fuzz/$d.dict"; done > "$dict"
   dirs=("$corpus" "$work/seeds/$t")
   [ -d "tests/fuzz/regressions/$t" ] && dirs+=("tests/fuzz/regressions/$t")
-  common=(-rss_limit_mb=2048 -timeout=10 -artifact_prefix="$artifacts/" -print_final_stats=1)
+  # WD_FUZZ_SEED fixes libFuzzer's mutation sequence (CI sets it, so a run
+  # that finds nothing new today finds nothing new tomorrow); 0 = random.
+  common=(-rss_limit_mb=2048 -timeout=10 -artifact_prefix="$artifacts/" -print_final_stats=1
+          -seed="${WD_FUZZ_SEED:-0}")
   before=$(find "$artifacts" -type f | wc -l)
 
   # Every file once, at full length (no -max_len).
