@@ -195,14 +195,18 @@ Result<BundlePublish> PublishBundle(const std::string& path, const PublishSettin
   Plan plan = std::move(plan_or).value();
   auto model_json = ReadBundleModelJson(*bundle);
   if (!model_json.ok()) return OnBundleSide(model_json.status());
-  PublishRequest req{.serve_root = settings.serve_root,
-                     .model = settings.model,
-                     .keep_versions = settings.keep_versions,
-                     .source_path = std::filesystem::absolute(path).lexically_normal().string(),
-                     .source_sha256 = "",  // hashed alongside encoding, below
-                     .config_digest = Sha256Hex(CanonicalOptions(settings.options)),
-                     .settings = OptionsToJson(settings.options),
-                     .skip_if_unchanged = settings.skip_if_unchanged};
+  if (settings.on_planned) settings.on_planned(plan);
+  PublishRequest req{
+      .serve_root = settings.serve_root,
+      .model = settings.model,
+      .keep_versions = settings.keep_versions,
+      .source_path = settings.source_path.empty()
+                         ? std::filesystem::absolute(path).lexically_normal().string()
+                         : settings.source_path,
+      .source_sha256 = "",  // hashed alongside encoding, below
+      .config_digest = Sha256Hex(CanonicalOptions(settings.options)),
+      .settings = OptionsToJson(settings.options),
+      .skip_if_unchanged = settings.skip_if_unchanged};
   Publisher publisher(fs);
   WD_RETURN_IF_ERROR(publisher.RemoveLeftoverStaging(settings.serve_root));
   // The bundle digest runs on its own thread while the shards are encoded:

@@ -49,6 +49,12 @@ struct PublishSettings {
   int keep_versions = 3;
   bool skip_if_unchanged = true;
   PipelineOptions options;
+  // Recorded as publish.json's source.path: where the bundle was dropped
+  // (the daemon publishes from processing/, which is gone afterwards).
+  // Empty: the bundle's absolute path.
+  std::string source_path;
+  // Called once the plan is made, before any byte is encoded (any thread).
+  std::function<void(const Plan&)> on_planned;
 };
 
 struct BundlePublish {

@@ -118,8 +118,12 @@ int RunPublish(const std::string& bundle, const std::string& to, std::string mod
   auto options = flags.Resolve();
   if (!options.ok()) return Fail(options.status());
   if (model.empty()) model = DefaultModelName(bundle);
-  PublishSettings settings{
-      .serve_root = to, .model = model, .keep_versions = keep_versions, .options = *options};
+  PublishSettings settings{.serve_root = to,
+                           .model = model,
+                           .keep_versions = keep_versions,
+                           .options = *options,
+                           .source_path = "",
+                           .on_planned = nullptr};
   auto r = PublishBundle(bundle, settings, DefaultFileSystem(), TerminalProgress());
   if (!r.ok()) return Fail(flags.Explain(r.status()));
   const PublishResult& pr = r->result;

@@ -29,6 +29,7 @@
 #include "daemon/instance_lock.h"
 #include "daemon/logging.h"
 #include "daemon/sd_notify.h"
+#include "daemon/served_state.h"
 #include "daemon/status_report.h"
 #include "daemon/work.h"
 
@@ -105,6 +106,7 @@ struct Watch {
   bool attempted = false;  // recovery ran at least once (ready or not)
   bool scanning = false;
   bool scan_again = false;
+  int64_t scan_started_ms = 0;  // of the scan running now
   std::unique_ptr<Timer> scan_timer, settle_timer, rescan_timer;
   std::set<std::string> warned;  // names already warned about
 };
@@ -269,6 +271,9 @@ Status Daemon::Start(DaemonConfig cfg) {
     watchdog_timer_->Start(ms, ms);
   }
   status_timer_ = std::make_unique<Timer>(loop_, [this] { WriteStatus(); });
+  // Before the loop runs: what is served now, and the counters of the last
+  // run, so status and metrics are right from the first write.
+  status_.models = RestoreModelStatus(cfg, cfg.state_dir + "/status.json");
   ApplyConfig(std::move(cfg));
   return Status::Ok();
 }
@@ -522,6 +527,7 @@ void Daemon::ScheduleScan(Watch* w, int64_t delay_ms) {
 void Daemon::Scan(Watch* w) {
   if (stopping_ || w->scanning) return;
   w->scanning = true;
+  w->scan_started_ms = NowMs();
   const std::string drop = w->cfg.drop;
   auto out = std::make_shared<Result<std::vector<DropEntry>>>(Status::Environment("not scanned"));
   RunOnWorker(
@@ -564,8 +570,12 @@ void Daemon::OnScanned(Watch* w, Result<std::vector<DropEntry>> r) {
     if (e.ready_marker) c.ready_marker = true;
     WatchSubdirs(w, e.name, c, e.subdirs);
   }
+  // An entry an event touched after this scan listed the folder (a bundle
+  // renamed in meanwhile) is not gone: forgetting it would forget that it
+  // arrived whole, and make it wait for settle.
   for (auto it = w->entries.begin(); it != w->entries.end();) {
-    if (seen.count(it->first) == 0 && !it->second.busy) {
+    if (seen.count(it->first) == 0 && !it->second.busy &&
+        it->second.last_change_ms < w->scan_started_ms) {
       Unwatch(w, it->first, it->second);
       it = w->entries.erase(it);
     } else {
@@ -792,11 +802,23 @@ Status PublishClaimed(const Job& job, const DaemonTestHooks& hooks, Outcome* out
   CrashScope scope(job.claimed.path);
   return CatchInternal("publishing", job.claimed.path, [&]() -> Status {
     if (hooks.before_publish) hooks.before_publish(job.claimed.path);
+    const std::string dropped = job.cfg.drop + "/" + job.claimed.name;
     PublishSettings s{.serve_root = job.cfg.serve,
                       .model = job.model,
                       .keep_versions = job.cfg.keep_versions,
                       .skip_if_unchanged = true,
-                      .options = job.cfg.options};
+                      .options = job.cfg.options,
+                      .source_path = dropped,
+                      .on_planned = [&](const Plan& plan) {
+                        uint64_t bytes = 0;
+                        size_t weights = 0;
+                        for (const auto& g : plan.groups) {
+                          bytes += g.total_bytes;
+                          weights += g.weights.size();
+                        }
+                        spdlog::info("publishing {} as {} ({:.1f} MiB, {} weights)", dropped,
+                                     job.model, bytes / 1048576.0, weights);
+                      }};
     WD_ASSIGN_OR_RETURN(BundlePublish r,
                         PublishBundle(job.claimed.path, s, DefaultFileSystem(), nullptr));
     out->kind = r.result.unchanged ? Outcome::kUnchanged : Outcome::kPublished;
@@ -830,7 +852,16 @@ std::string UnreadableNote(int attempts) {
 // leaves it in processing/ for a retry: always for a fault of the machine or
 // the serve side (every bundle would fail), and `bundle_retries` times in all
 // for a bundle that cannot be read (docs/operations.md, "Faults").
-Status SettleBundle(const Job& job, const Status& error, int bundle_retries, Outcome* out) {
+Status SettleBundle(const Job& job, const Status& given, int bundle_retries, Outcome* out) {
+  // Name the bundle as it was dropped: its processing/ path means nothing to
+  // an uploader and is gone once it is archived.
+  std::string text = given.message();
+  const std::string dropped = job.cfg.drop + "/" + job.claimed.name;
+  for (size_t at = text.find(job.claimed.path); at != std::string::npos;
+       at = text.find(job.claimed.path, at + dropped.size())) {
+    text.replace(at, job.claimed.path.size(), dropped);
+  }
+  const Status error = given.ok() ? given : Status::Error(given.kind(), text, given.sys_errno());
   const bool unreadable = !error.ok() && error.kind() == ErrorKind::kUnreadable;
   if ((!error.ok() && error.kind() == ErrorKind::kEnvironment) ||
       (unreadable && job.attempts + 1 < bundle_retries)) {

@@ -26,7 +26,8 @@ const char* kGolden[] = {"01-one-float32",        "02-strings", "03-mixed-packed
 Result<BundlePublish> Publish(const std::string& bundle, const std::string& serve,
                               const PipelineOptions& o = PipelineOptions(),
                               const std::string& model = "m") {
-  PublishSettings s{.serve_root = serve, .model = model, .options = o};
+  PublishSettings s{
+      .serve_root = serve, .model = model, .options = o, .source_path = "", .on_planned = nullptr};
   return PublishBundle(bundle, s, DefaultFileSystem(), nullptr);
 }
 

@@ -168,7 +168,9 @@ void Exercise(const std::string& path, const uint8_t* body, size_t body_size, ui
                                .model = "fuzz",
                                .keep_versions = 1,
                                .skip_if_unchanged = false,
-                               .options = options};
+                               .options = options,
+                               .source_path = "",
+                               .on_planned = nullptr};
   wd::fuzz::RemoveOrDie(serve);
   if (mkdir(serve.c_str(), 0755) != 0) Fail("cannot make " + serve);
   auto pub = wd::PublishBundle(path, settings, wd::DefaultFileSystem(), nullptr);

@@ -1188,6 +1188,77 @@ def unreadable_bundle():
         d.stop()
 
 
+# --- 24. state across restarts ------------------------------------------------------
+
+@check("24 after a restart, status and metrics show the served models at once: current "
+       "version, last success, and the counters of the last run")
+def restart_keeps_state():
+    with Env("restartstate") as env:
+        w = env.watch()
+        d = env.start()
+        for i, name in enumerate(("one", "two")):
+            w.drop_by_rename(f"{name}.npz", U.npz_bytes(240 + i))
+            wait_published(d, w, name, 1, done=f"{name}.npz")
+        w.drop_by_rename("two.npz", U.npz_bytes(250))
+        wait_published(d, w, "two", 2)
+        d.stop()
+        d2 = env.start()
+        prom = os.path.join(env.state_dir, "weightdrop.prom")
+        d2.wait(lambda: os.path.exists(prom) and os.path.getmtime(prom) >= d2.started_at, 5,
+                "a weightdrop.prom written by the new daemon")
+        samples = parse_prom(open(prom).read())
+        st = env.status()
+        for model, version, publishes in (("one", 1, 1), ("two", 2, 2)):
+            key = f"{w.serve}/{model}"
+            d2.check(key in st["models"], f"status.json after restart lacks {key}")
+            m = st["models"].get(key, {})
+            d2.check(m.get("current_version") == version, f"{model}: {m}")
+            d2.check(m.get("publishes") == publishes, f"{model}: publishes {m}")
+            d2.check(m.get("last_success") is not None, f"{model}: no last_success {m}")
+            d2.check(prom_value(samples, "weightdrop_current_version", model=model) == version,
+                     f"weightdrop_current_version for {model} after restart")
+            d2.check(prom_value(samples, "weightdrop_last_success_timestamp_seconds",
+                                model=model) is not None,
+                     f"weightdrop_last_success_timestamp_seconds for {model} after restart")
+        out = subprocess.run([U.BINARY, "status", "--config", env.config_path],
+                             capture_output=True, text=True, timeout=20).stdout
+        d2.check("no models yet" not in out, f"`weightdrop status` after restart:\n{out}")
+        d2.stop()
+
+
+# --- 25. the bundle as dropped ------------------------------------------------------
+
+@check("25 logs, errors and publish.json name the bundle as dropped (drop/<name>), and the "
+       "log says when a publish starts")
+def names_as_dropped():
+    with Env("dropnames") as env:
+        w = env.watch()
+        d = env.start()
+        w.drop_by_rename("good.npz", U.npz_bytes(25))
+        wait_published(d, w, "good", 1, done="good.npz")
+        dropped = os.path.join(w.drop, "good.npz")
+        src = w.publish_json("good", 1)["source"]["path"]
+        d.check(src == dropped, f"publish.json source.path {src!r}, expected {dropped!r}")
+        d.wait_log(r"publishing " + re.escape(dropped) + r" as good \(\d+\.\d MiB, 3 weights\)",
+                   3)
+        w.drop_by_rename("bad.npz", bad_object_npz())
+        d.wait(lambda: "bad.npz.error.txt" in w.failed(), 10, "failed/bad.npz.error.txt")
+        line = d.wait_log(r"failed bad\.npz", 3)
+        d.check(".weightdrop/processing" not in line, f"the failure names processing/: {line!r}")
+        d.check(os.path.join(w.drop, "bad.npz") in line, f"the failure lacks drop/bad.npz: {line!r}")
+        err = open(w.sub("failed", "bad.npz.error.txt"), encoding="utf-8").read()
+        d.check(".weightdrop/processing" not in err, f"error.txt names processing/: {err!r}")
+        key = f"{w.serve}/bad"
+        st = d.wait(lambda: (lambda s: s if key in s.get("models", {}) else None)(
+            load_json(os.path.join(env.state_dir, "status.json"))
+            if os.path.exists(os.path.join(env.state_dir, "status.json")) else {}),
+            5, "status.json with the failed model")
+        last = st["models"][key]["last_error"]
+        d.check(".weightdrop/processing" not in last and "bad.npz" in last,
+                f"status last_error: {last!r}")
+        d.stop()
+
+
 # --- runner -----------------------------------------------------------------------
 
 def main():

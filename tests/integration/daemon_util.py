@@ -272,6 +272,7 @@ class Daemon:
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=self.out_file,
                                      stderr=self.log_file, env=penv, cwd=cwd)
         self.pid = self.proc.pid
+        self.started_at = time.time()
         self.rc = None
         env.daemons.append(self)
 
