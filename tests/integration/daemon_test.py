@@ -1087,8 +1087,15 @@ def sigterm_runs_hook():
     with env:
         d = env.start()
         drop_big(w)
-        d.wait(lambda: w.in_processing("big.npz"), 10, "big.npz in processing/", 0.002)
+        # SIGTERM once the publish runs: a bundle merely claimed when the
+        # signal comes waits in processing/ for the next start (10a/10b).
+        d.wait_log(r"publishing \S+ as big", 10)
         d.stop(timeout=70)
+        lines = d.log_lines()
+        term = next((i for i, ln in enumerate(lines) if "received SIGTERM" in ln), None)
+        done = next((i for i, ln in enumerate(lines) if "published big version 1" in ln), None)
+        note("22a: the publish " + ("finished after SIGTERM" if term is not None and
+                                    done is not None and done > term else "finished first"))
         d.check(w.current("big") == "1", f"current -> {w.current('big')} after a 60s shutdown")
         got = open(hook_out).read().split() if os.path.exists(hook_out) else []
         d.check(got == ["big", "1"], f"on_publish after SIGTERM wrote {got}, expected big 1")
