@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -101,33 +102,64 @@ class ModelLock {
  public:
   // Waits for the lock when `wait`; otherwise yields nullptr while another
   // publisher holds it.
+  // A failed first publish removes the model folder with its lock file
+  // (RemoveIfUnpublished), so a lock won on a file no longer at `path` is
+  // not the lock: try again (the folder is made anew when `wait`).
   static Result<std::unique_ptr<ModelLock>> Acquire(const std::string& model_dir, bool wait) {
     const std::string path = Join(model_dir, ".lock");
-    int fd;
-    do {
-      fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-    } while (fd < 0 && errno == EINTR);
-    if (fd < 0) return ErrnoStatus("open lock file " + path, errno);
-    int rc;
-    do {
-      rc = ::flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB));
-    } while (rc != 0 && errno == EINTR);
-    if (rc != 0) {
-      const int err = errno;
+    for (int attempt = 0;; ++attempt) {
+      int fd;
+      do {
+        fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+      } while (fd < 0 && errno == EINTR);
+      if (fd < 0 && errno == ENOENT && wait && attempt < kMaxAttempts) {
+        if (::mkdir(model_dir.c_str(), 0755) != 0 && errno != EEXIST) {
+          return ErrnoStatus("create " + model_dir, errno);
+        }
+        continue;
+      }
+      if (fd < 0) return ErrnoStatus("open lock file " + path, errno);
+      int rc;
+      do {
+        rc = ::flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB));
+      } while (rc != 0 && errno == EINTR);
+      if (rc != 0) {
+        const int err = errno;
+        ::close(fd);
+        if (!wait && err == EWOULDBLOCK) return std::unique_ptr<ModelLock>();
+        return ErrnoStatus("lock " + path, err);
+      }
+      struct stat held, now;
+      const bool same = ::fstat(fd, &held) == 0 && ::stat(path.c_str(), &now) == 0 &&
+                        held.st_dev == now.st_dev && held.st_ino == now.st_ino;
+      if (same) return std::unique_ptr<ModelLock>(new ModelLock(fd));
       ::close(fd);
-      if (!wait && err == EWOULDBLOCK) return std::unique_ptr<ModelLock>();
-      return ErrnoStatus("lock " + path, err);
+      if (!wait || attempt >= kMaxAttempts) {
+        return Status::Environment(path + ": the lock file was replaced while waiting for it");
+      }
     }
-    return std::unique_ptr<ModelLock>(new ModelLock(fd));
   }
   ~ModelLock() { ::close(fd_); }
   ModelLock(const ModelLock&) = delete;
   ModelLock& operator=(const ModelLock&) = delete;
 
  private:
+  static constexpr int kMaxAttempts = 100;
   explicit ModelLock(int fd) : fd_(fd) {}
   int fd_;
 };
+
+// After a failed publish of a model that had no folder before: remove the
+// folder again if it holds nothing but the lock file, so a bundle that never
+// published leaves no empty serve/<model>/ behind. REQUIRES: the model lock
+// (the lock file is unlinked before the lock is released; see Acquire).
+void RemoveIfUnpublished(FileSystem& fs, const Layout& l) {
+  Result<std::vector<std::string>> names = fs.ListDir(l.model_dir);
+  if (!names.ok() || names->size() != 1 || (*names)[0] != ".lock") return;
+  if (fs.Remove(l.In(".lock")).ok() && fs.RemoveTree(l.model_dir).ok()) {
+    (void)fs.SyncDir(l.root);
+  }
+}
 
 // mkdir -p for the serve root. Existing ancestors may be symlinks: the
 // operator chose them.
@@ -511,6 +543,8 @@ Result<PublishResult> Publisher::Publish(
   WD_RETURN_IF_ERROR(EnsureOwnDir(fs_, l.staging));
   WD_RETURN_IF_ERROR(EnsureOwnDir(fs_, l.model_dir));
   WD_ASSIGN_OR_RETURN(std::unique_ptr<ModelLock> lock, ModelLock::Acquire(l.model_dir, true));
+  WD_ASSIGN_OR_RETURN(std::vector<int> before, ListVersions(req.serve_root, req.model));
+  const bool first = before.empty() && !fs_.Exists(l.In(kManifestFile));
 
   PublishResult result;
   RemoveStalePointerTemps(fs_, l, &result.warnings);
@@ -539,6 +573,7 @@ Result<PublishResult> Publisher::Publish(
                                : Result<int>(content.status());
   if (!v.ok()) {
     (void)fs_.RemoveTree(staging);  // gone already if the rename happened
+    if (first) RemoveIfUnpublished(fs_, l);
     return v.status();
   }
 

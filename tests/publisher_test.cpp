@@ -385,6 +385,22 @@ TEST_CASE("a manifest naming a shard that was not written is refused") {
   CHECK(Names(s + "/.staging").empty());
 }
 
+TEST_CASE("a failed first publish leaves no model folder; a later one publishes") {
+  TempDir d;
+  const std::string s = d / "serve";
+  Publisher p(DefaultFileSystem());
+  Producer failing = [](const std::string&) -> Result<StagedContent> {
+    return Status::Bundle("/drop/nan.npz: weight 'w' holds NaN");
+  };
+  REQUIRE_FALSE(p.Publish(Req(s, "sha"), failing).ok());
+  CHECK_FALSE(fs::exists(s + "/m"));
+  CHECK(Names(s + "/.staging").empty());
+  REQUIRE(MustPublish(p, Req(s, "sha-1"), Bundle(1)) == 1);
+  // A model that has versions keeps its folder when a publish fails.
+  REQUIRE_FALSE(p.Publish(Req(s, "sha-2"), failing).ok());
+  CHECK(Link(s + "/m/current") == "1");
+}
+
 TEST_CASE("a topology that is not a JSON object is refused before anything is visible") {
   TempDir d;
   const std::string s = d / "serve";

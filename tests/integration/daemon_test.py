@@ -1266,6 +1266,22 @@ def names_as_dropped():
         d.stop()
 
 
+@check("26 a bundle whose first publish fails while encoding (NaN under uint8) leaves no "
+       "serve/<model>/ folder behind")
+def failed_first_publish_leaves_nothing():
+    with Env("nanfirst") as env:
+        w = env.watch(quantize={"uint8": True})
+        d = env.start()
+        w.drop_by_rename("nan.npz", H.npz_bytes([("w.npy", H.npy_bytes(
+            np.array([1.0, np.nan], np.float32)))]))
+        d.wait(lambda: "nan.npz.error.txt" in w.failed(), 10, "failed/nan.npz.error.txt")
+        d.check(not os.path.lexists(w.model_dir("nan")),
+                f"serve/nan left behind: {listdir(w.model_dir('nan'))}")
+        w.drop_by_rename("ok.npz", U.npz_bytes(26))
+        wait_published(d, w, "ok", 1, done="ok.npz")
+        d.stop()
+
+
 # --- runner -----------------------------------------------------------------------
 
 def main():
