@@ -108,7 +108,8 @@ struct Watch {
   bool scan_again = false;
   int64_t scan_started_ms = 0;  // of the scan running now
   std::unique_ptr<Timer> scan_timer, settle_timer, rescan_timer;
-  std::set<std::string> warned;  // names already warned about
+  std::set<std::string> warned;      // names already warned about
+  std::vector<std::string> ignored;  // not bundles, as of the last scan
 };
 
 struct Job {
@@ -550,13 +551,14 @@ void Daemon::OnScanned(Watch* w, Result<std::vector<DropEntry>> r) {
   // Entries first seen by this scan are numbered in the order they arrived.
   std::stable_sort(r->begin(), r->end(),
                    [](const DropEntry& a, const DropEntry& b) { return a.ctime_ns < b.ctime_ns; });
+  const std::vector<std::string> ignored_before = std::move(w->ignored);
+  w->ignored.clear();
   for (const DropEntry& e : *r) {
     if (!IsBundleCandidate(e)) {
-      if (e.kind == DropEntry::Kind::kSymlink && !IsIgnoredName(e.name) &&
-          w->warned.insert(e.name).second) {
-        spdlog::warn("{}/{}: is a symbolic link; weightdrop never follows links (ignored)",
-                     w->cfg.drop, e.name);
+      if (w->warned.insert(e.name).second) {
+        spdlog::warn("{}/{}: {} (ignored)", w->cfg.drop, e.name, WhyNotABundle(e));
       }
+      w->ignored.push_back(e.name);
       w->entries.erase(e.name);
       continue;
     }
@@ -582,6 +584,7 @@ void Daemon::OnScanned(Watch* w, Result<std::vector<DropEntry>> r) {
       ++it;
     }
   }
+  if (w->ignored != ignored_before) StatusChanged();
   if (w->scan_again) {
     w->scan_again = false;
     ScheduleScan(w);
@@ -1124,7 +1127,9 @@ void Daemon::FinishStop() {
 void Daemon::StatusChanged() {
   status_.watches.clear();
   std::map<std::string, WatchStatus> by_drop;
-  for (const auto& w : watches_) by_drop[w->cfg.drop] = {w->cfg.drop, w->cfg.serve, 0, 0};
+  for (const auto& w : watches_) {
+    by_drop[w->cfg.drop] = {w->cfg.drop, w->cfg.serve, 0, 0, w->ignored};
+  }
   for (const auto& [key, q] : queues_) {
     for (size_t i = 0; i < q.jobs.size(); ++i) {
       auto it = by_drop.find(q.jobs[i].cfg.drop);

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -122,6 +123,27 @@ bool IsBundleCandidate(const DropEntry& e) {
   if (IsIgnoredName(e.name)) return false;
   if (e.kind == DropEntry::Kind::kDir) return true;
   return e.kind == DropEntry::Kind::kFile && (e.name.ends_with(".npz") || e.name.ends_with(".npy"));
+}
+
+std::string WhyNotABundle(const DropEntry& e) {
+  if (IsBundleCandidate(e)) return "";
+  if (e.kind == DropEntry::Kind::kSymlink) {
+    return "is a symbolic link; weightdrop never follows links";
+  }
+  if (!e.name.empty() && e.name[0] == '.') {
+    return "is hidden (leading '.'): skipped, as an upload in progress; rename it when complete";
+  }
+  if (IsIgnoredName(e.name)) {
+    return "has a temporary name (.tmp, .part, .partial, .crdownload or ~): skipped, as an upload "
+           "in progress; rename it when complete";
+  }
+  if (e.kind == DropEntry::Kind::kOther) return "is not a regular file or folder";
+  std::string lower = e.name;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (lower.ends_with(".npz") || lower.ends_with(".npy")) {
+    return "is not a bundle: the extension must be lower case (.npz or .npy)";
+  }
+  return "is not a bundle (a bundle is a .npz or .npy file, or a folder)";
 }
 
 Result<std::vector<DropEntry>> ScanDrop(const std::string& drop) {

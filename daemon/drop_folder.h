@@ -25,6 +25,8 @@ struct DropEntry {
 // True for names that can be bundles: not ignored (SPEC §2), and a .npz /
 // .npy file or a folder.
 bool IsBundleCandidate(const DropEntry& e);
+// Why `e` is not a bundle candidate, for the log ("" when it is one).
+std::string WhyNotABundle(const DropEntry& e);
 
 // Lists the drop folder (never following links; .weightdrop skipped).
 Result<std::vector<DropEntry>> ScanDrop(const std::string& drop);

@@ -59,8 +59,11 @@ std::optional<int64_t> ParseRfc3339(const std::string& text) {
 // ---- status.json ---------------------------------------------------------
 
 Json WatchToJson(const WatchStatus& w) {
-  return Json{
-      {"drop", w.drop}, {"serve", w.serve}, {"queued", w.queued}, {"in_flight", w.in_flight}};
+  return Json{{"drop", w.drop},
+              {"serve", w.serve},
+              {"queued", w.queued},
+              {"in_flight", w.in_flight},
+              {"ignored", w.ignored}};
 }
 
 Json ModelToJson(const ModelStatus& m) {
@@ -155,7 +158,15 @@ Status WatchFromJson(const Json& j, const std::string& origin, const std::string
   WD_RETURN_IF_ERROR(GetField(j, origin, where, "drop", &w->drop));
   WD_RETURN_IF_ERROR(GetField(j, origin, where, "serve", &w->serve));
   WD_RETURN_IF_ERROR(GetField(j, origin, where, "queued", &w->queued));
-  return GetField(j, origin, where, "in_flight", &w->in_flight);
+  WD_RETURN_IF_ERROR(GetField(j, origin, where, "in_flight", &w->in_flight));
+  const auto it = j.find("ignored");
+  if (it == j.end() || it->is_null()) return Status::Ok();
+  if (!it->is_array()) return FieldError(origin, where, "ignored", "an array", *it);
+  for (const Json& n : *it) {
+    if (!n.is_string()) return FieldError(origin, where, "ignored", "an array of strings", n);
+    w->ignored.push_back(n.get<std::string>());
+  }
+  return Status::Ok();
 }
 
 Status ModelFromJson(const Json& j, const std::string& origin, const std::string& where,
@@ -392,11 +403,19 @@ std::string RenderHeader(const DaemonStatus& s) {
 
 std::string RenderWatches(const DaemonStatus& s) {
   if (s.watches.empty()) return "no watches\n";
-  std::vector<std::vector<std::string>> rows = {{"DROP", "SERVE", "QUEUED", "IN FLIGHT"}};
+  std::vector<std::vector<std::string>> rows = {
+      {"DROP", "SERVE", "QUEUED", "IN FLIGHT", "IGNORED"}};
+  std::string notes;
   for (const WatchStatus& w : s.watches) {
-    rows.push_back({w.drop, w.serve, std::to_string(w.queued), std::to_string(w.in_flight)});
+    rows.push_back({w.drop, w.serve, std::to_string(w.queued), std::to_string(w.in_flight),
+                    std::to_string(w.ignored.size())});
+    if (w.ignored.empty()) continue;
+    notes += "ignored in " + w.drop + " (not bundles):";
+    for (size_t i = 0; i < w.ignored.size() && i < 10; ++i) notes += " " + w.ignored[i];
+    if (w.ignored.size() > 10) notes += " ...";
+    notes += "\n";
   }
-  return Table(rows, {false, false, true, true});
+  return Table(rows, {false, false, true, true, true}) + notes;
 }
 
 std::string RenderModels(const DaemonStatus& s) {

@@ -19,6 +19,9 @@ struct WatchStatus {
   std::string serve;
   size_t queued = 0;     // ready bundles waiting for their model's turn
   size_t in_flight = 0;  // publishes running now
+  // Entries of the drop folder that are not bundles (each logged once with
+  // why), by name.
+  std::vector<std::string> ignored;
 };
 
 struct ModelStatus {

@@ -26,7 +26,8 @@ DaemonStatus Fixture() {
   s.pid = 4242;
   s.started_unix = kStarted;
   s.config = "/etc/weightdrop/config.yaml";
-  s.watches = {{"/srv/drop/a", "/srv/serve", 2, 1}, {"/srv/drop/b", "/srv/serve", 1, 0}};
+  s.watches = {{"/srv/drop/a", "/srv/serve", 2, 1, {"notes.txt", "UP.NPZ"}},
+               {"/srv/drop/b", "/srv/serve", 1, 0, {}}};
   ModelStatus mnist;
   mnist.model = "mnist";
   mnist.serve = "/srv/serve";
@@ -64,7 +65,7 @@ TEST_CASE("status.json has the contract's fields in order, times in RFC 3339 UTC
   s.started_unix = kStarted;
   s.config = "/etc/wd.yaml";
   s.state = "reloading";
-  s.watches = {{"/d", "/s", 1, 0}};
+  s.watches = {{"/d", "/s", 1, 0, {"notes.txt"}}};
   ModelStatus m;
   m.model = "m";
   m.serve = "/s";
@@ -82,7 +83,10 @@ TEST_CASE("status.json has the contract's fields in order, times in RFC 3339 UTC
       "drop": "/d",
       "serve": "/s",
       "queued": 1,
-      "in_flight": 0
+      "in_flight": 0,
+      "ignored": [
+        "notes.txt"
+      ]
     }
   ],
   "models": {
@@ -358,7 +362,7 @@ TEST_CASE("status line summarises folders, queue and counts") {
   };
   DaemonStatus one;
   one.state = "stopping";
-  one.watches = {{"/d", "/s", 0, 1}};
+  one.watches = {{"/d", "/s", 0, 1, {}}};
   one.models["/s/m"].last_result = "retrying";
   one.models["/s/m"].failures = 1;
   const Row rows[] = {
@@ -385,9 +389,10 @@ TEST_CASE("weightdrop status renders header, watches and models as tables") {
       ", started 2026-11-28T18:00:00Z, config /etc/weightdrop/config.yaml\n"
       "totals: 3 published, 3 failed, 2 unchanged, 1.0 MiB published\n"
       "\n"
-      "DROP         SERVE       QUEUED  IN FLIGHT\n"
-      "/srv/drop/a  /srv/serve       2          1\n"
-      "/srv/drop/b  /srv/serve       1          0\n"
+      "DROP         SERVE       QUEUED  IN FLIGHT  IGNORED\n"
+      "/srv/drop/a  /srv/serve       2          1        2\n"
+      "/srv/drop/b  /srv/serve       1          0        0\n"
+      "ignored in /srv/drop/a (not bundles): notes.txt UP.NPZ\n"
       "\n"
       "MODEL              VERSION  LAST RESULT  LAST SUCCESS          PUBLISHES  FAILURES  "
       "LAST ERROR\n"

@@ -1282,6 +1282,29 @@ def failed_first_publish_leaves_nothing():
         d.stop()
 
 
+@check("27 files that are not bundles are logged once at warning with why and listed in status")
+def ignored_files_visible():
+    with Env("ignored") as env:
+        w = env.watch()
+        d = env.start()
+        U.write_file(os.path.join(w.drop, "notes.txt"), b"hello")
+        w.drop_by_rename("UP.NPZ", U.npz_bytes(27))
+        d.wait_log(r"UP\.NPZ: is not a bundle: the extension must be lower case", 5)
+        d.wait_log(r"notes\.txt: is not a bundle \(a bundle is", 5)
+        status_json = os.path.join(env.state_dir, "status.json")
+        st = d.wait(lambda: (lambda s: s if sorted(s["watches"][0].get("ignored", [])) ==
+                             ["UP.NPZ", "notes.txt"] else None)(load_json(status_json))
+                    if os.path.exists(status_json) else None, 5, "status.json listing both")
+        d.check(st is not None, "status.json does not list the ignored files")
+        time.sleep(2.5)  # two more rescans (rescan 1s): still one warning each
+        n = sum(1 for ln in d.log_lines() if "UP.NPZ: is not a bundle" in ln)
+        d.check(n == 1, f"UP.NPZ warned {n} times")
+        out = subprocess.run([U.BINARY, "status", "--config", env.config_path],
+                             capture_output=True, text=True, timeout=20).stdout
+        d.check("UP.NPZ" in out and "notes.txt" in out, f"`weightdrop status`:\n{out}")
+        d.stop()
+
+
 # --- runner -----------------------------------------------------------------------
 
 def main():
