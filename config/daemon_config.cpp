@@ -32,7 +32,7 @@ struct DurationUnit {
   int64_t ms;
 };
 constexpr DurationUnit kDurationUnits[] = {
-    {"", 1000}, {"ms", 1}, {"s", 1000}, {"m", 60 * 1000}, {"h", 3600 * 1000},
+    {"", 1000}, {"ms", 1}, {"s", 1000}, {"m", 60 * 1000}, {"h", 3600 * 1000}, {"d", 86400 * 1000},
 };
 
 // Digits of `text` from *pos on (advancing *pos).
@@ -274,6 +274,40 @@ Status ApplyKeepVersions(const std::string& file, const YAML::Node& value, Watch
   return yaml::WholeNumberValue(file, value, "keep_versions", 1, &out->config.keep_versions);
 }
 
+// keep_done / keep_failed: a duration with its unit (30d, 12h), a bare whole
+// number (a count: keep the newest N), or "forever".
+Status RetentionValue(const std::string& file, const YAML::Node& value, const std::string& key,
+                      ArchiveRetention* out) {
+  const std::string s = value.IsScalar() ? value.Scalar() : "";
+  if (s == "forever") {
+    *out = ArchiveRetention{.max_age = Millis(0), .max_count = 0};
+    return Status::Ok();
+  }
+  if (!s.empty() && s.find_first_not_of("0123456789") == std::string::npos) {
+    int count = 0;
+    WD_RETURN_IF_ERROR(yaml::WholeNumberValue(file, value, key, 1, &count));
+    *out = ArchiveRetention{.max_age = Millis(0), .max_count = count};
+    return Status::Ok();
+  }
+  Millis age{0};
+  if (!value.IsScalar()) {
+    return ErrorAt(file, value,
+                   key + ": expected an age such as 30d, a count such as 500, or forever, got " +
+                       Describe(value));
+  }
+  WD_RETURN_IF_ERROR(DurationValue(file, value, key, Millis(1000), &age));
+  *out = ArchiveRetention{.max_age = age, .max_count = 0};
+  return Status::Ok();
+}
+
+Status ApplyKeepDone(const std::string& file, const YAML::Node& value, WatchDraft* out) {
+  return RetentionValue(file, value, "keep_done", &out->config.keep_done);
+}
+
+Status ApplyKeepFailed(const std::string& file, const YAML::Node& value, WatchDraft* out) {
+  return RetentionValue(file, value, "keep_failed", &out->config.keep_failed);
+}
+
 constexpr const char* kOnSuccessNames[] = {"archive", "delete"};
 
 Status ApplyOnSuccess(const std::string& file, const YAML::Node& value, WatchDraft* out) {
@@ -294,6 +328,8 @@ constexpr KeyRule<WatchDraft> kWatchKeys[] = {
     {"settle", ApplySettle},
     {"rescan", ApplyRescan},
     {"keep_versions", ApplyKeepVersions},
+    {"keep_done", ApplyKeepDone},
+    {"keep_failed", ApplyKeepFailed},
     {"on_success", ApplyOnSuccess},
     {"hooks", ApplyHooks},
 };
@@ -535,7 +571,7 @@ Result<Millis> ParseDuration(const std::string& text) {
   const bool dot = pos < text.size() && text[pos] == '.';
   if (dot) frac = TakeDigits(text, &++pos);
   if (whole.empty() || (dot && frac.empty())) {
-    return bad("expected a number and a unit (ms, s, m or h), e.g. 500ms, 2s or 1.5m");
+    return bad("expected a number and a unit (ms, s, m, h or d), e.g. 500ms, 2s or 1.5m");
   }
   std::string_view unit = std::string_view(text).substr(pos);
   if (unit.size() > 1 && unit[0] == ' ') unit.remove_prefix(1);
@@ -543,7 +579,7 @@ Result<Millis> ParseDuration(const std::string& text) {
   for (const DurationUnit& d : kDurationUnits) u = (unit == d.suffix) ? &d : u;
   if (u == nullptr) {
     return bad("unknown unit '" + std::string(unit) +
-               "' (expected ms, s, m or h; a bare number is seconds)");
+               "' (expected ms, s, m, h or d; a bare number is seconds)");
   }
   while (!frac.empty() && frac.back() == '0') frac.pop_back();
   const size_t first = whole.find_first_not_of('0');

@@ -23,6 +23,14 @@ struct HookConfig {
 
 enum class OnSuccess { kArchive, kDelete };
 
+// Retention of an archive folder (done/ or failed/): entries older than
+// max_age, or beyond the newest max_count, are removed. max_age 0 and
+// max_count 0 both mean no limit of that kind.
+struct ArchiveRetention {
+  Millis max_age{30LL * 24 * 3600 * 1000};  // 30 days
+  int max_count = 0;
+};
+
 struct WatchConfig {
   std::string drop;   // absolute drop folder
   std::string serve;  // absolute serve root
@@ -38,6 +46,11 @@ struct WatchConfig {
   Millis rescan{30000};
   int keep_versions = 3;
   OnSuccess on_success = OnSuccess::kArchive;
+  // How long bundles stay in drop/.weightdrop/done/ and failed/ (uploaders
+  // cannot delete there): by age since they were moved in, or as the newest
+  // `max_count`. Finite by default so the archives do not grow for ever.
+  ArchiveRetention keep_done;
+  ArchiveRetention keep_failed;
 };
 
 enum class LogFormat { kText, kJson };

@@ -108,6 +108,8 @@ struct Watch {
   bool scan_again = false;
   int64_t scan_started_ms = 0;  // of the scan running now
   std::unique_ptr<Timer> scan_timer, settle_timer, rescan_timer;
+  bool pruning = false;
+  int64_t last_prune_ms = 0;
   std::set<std::string> warned;      // names already warned about
   std::vector<std::string> ignored;  // not bundles, as of the last scan
 };
@@ -187,6 +189,7 @@ class Daemon {
   // --- readiness
   void OnInotify(const InotifyWatcher::Event& e);
   void ScheduleScan(Watch* w, int64_t delay_ms = kScanDebounceMs);
+  void MaybePrune(Watch* w);
   void Scan(Watch* w);
   void OnScanned(Watch* w, Result<std::vector<DropEntry>> r);
   void WatchSubdirs(Watch* w, const std::string& entry, Candidate& c,
@@ -322,6 +325,7 @@ void Daemon::AddWatch(const WatchConfig& wc) {
   w->rescan_timer = std::make_unique<Timer>(loop_, [this, raw] {
     if (raw->ready) {
       ScheduleScan(raw, 0);
+      MaybePrune(raw);
     } else {
       Recover(raw);
     }
@@ -523,6 +527,47 @@ void Daemon::ScheduleScan(Watch* w, int64_t delay_ms) {
     return;
   }
   if (!w->scan_timer->active() || delay_ms == 0) w->scan_timer->Start(delay_ms);
+}
+
+// Applies keep_done / keep_failed on a worker, from the rescan timer: at
+// most every tenth of the shorter age (between 1 s and 1 h), so a large
+// archive is not listed every few seconds.
+void Daemon::MaybePrune(Watch* w) {
+  const WatchConfig& c = w->cfg;
+  int64_t age = 3600 * 1000;
+  for (const ArchiveRetention& k : {c.keep_done, c.keep_failed}) {
+    if (k.max_age.count() > 0) age = std::min<int64_t>(age, k.max_age.count());
+  }
+  const int64_t every = std::clamp<int64_t>(age / 10, 1000, 3600 * 1000);
+  const int64_t now = NowMs();
+  if (w->pruning || now - w->last_prune_ms < every) return;
+  w->pruning = true;
+  w->last_prune_ms = now;
+  auto removed = std::make_shared<std::vector<std::string>>();
+  RunOnWorker(
+      loop_, "pruning the archives of", c.drop,
+      [cfg = c, removed] {
+        const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count();
+        for (const auto& [kind, keep] :
+             {std::pair{"done", cfg.keep_done}, std::pair{"failed", cfg.keep_failed}}) {
+          auto r = PruneArchive(cfg.drop, kind, keep, now_ms);
+          if (!r.ok()) {
+            spdlog::warn("cannot prune {}/.weightdrop/{}: {}", cfg.drop, kind,
+                         r.status().message());
+            continue;
+          }
+          for (const auto& n : *r) removed->push_back(std::string(kind) + "/" + n);
+        }
+      },
+      [this, w, removed](const Status& fault) {
+        if (!fault.ok()) spdlog::warn("{}", fault.message());
+        for (const auto& n : *removed) spdlog::info("removed {} (past its retention)", n);
+        auto live = std::find_if(watches_.begin(), watches_.end(),
+                                 [w](const auto& p) { return p.get() == w; });
+        if (live != watches_.end()) w->pruning = false;
+      });
 }
 
 void Daemon::Scan(Watch* w) {

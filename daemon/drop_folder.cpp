@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <set>
 
 #include "core/bundle.h"
 #include "core/file_system.h"
@@ -257,6 +258,44 @@ Result<std::string> QuarantineBundle(const std::string& drop, const Claimed& c,
   RemoveClaimDir(drop, c);
   WD_RETURN_IF_ERROR(fs.SyncDir(Meta(drop, "failed")));
   return to;
+}
+
+Result<std::vector<std::string>> PruneArchive(const std::string& drop, const char* kind,
+                                              const ArchiveRetention& keep, int64_t now_ms) {
+  std::vector<std::string> removed;
+  if (keep.max_age.count() == 0 && keep.max_count == 0) return removed;
+  const std::string dir = Meta(drop, kind);
+  WD_ASSIGN_OR_RETURN(std::vector<std::string> names, ListNames(dir));
+  const std::set<std::string> present(names.begin(), names.end());
+  struct Item {
+    std::string name;
+    int64_t moved_ms;
+  };
+  std::vector<Item> items;
+  for (const std::string& n : names) {
+    // An error file belongs to its bundle; alone (the bundle was removed by
+    // hand) it is an entry of its own.
+    if (n.ends_with(".error.txt") && present.count(n.substr(0, n.size() - 10)) != 0) continue;
+    struct stat st;
+    if (lstat((dir + "/" + n).c_str(), &st) != 0) continue;
+    items.push_back({n, int64_t{st.st_ctim.tv_sec} * 1000 + st.st_ctim.tv_nsec / 1000000});
+  }
+  std::sort(items.begin(), items.end(), [](const Item& a, const Item& b) {
+    return a.moved_ms != b.moved_ms ? a.moved_ms > b.moved_ms : a.name > b.name;
+  });
+  FileSystem& fs = DefaultFileSystem();
+  for (size_t i = 0; i < items.size(); ++i) {
+    const bool too_many = keep.max_count > 0 && i >= static_cast<size_t>(keep.max_count);
+    const bool too_old =
+        keep.max_age.count() > 0 && now_ms - items[i].moved_ms > keep.max_age.count();
+    if (!too_many && !too_old) continue;
+    const std::string path = dir + "/" + items[i].name;
+    WD_RETURN_IF_ERROR(fs.RemoveTree(path));
+    WD_RETURN_IF_ERROR(fs.RemoveTree(path + ".error.txt"));
+    removed.push_back(items[i].name);
+  }
+  if (!removed.empty()) WD_RETURN_IF_ERROR(fs.SyncDir(dir));
+  return removed;
 }
 
 }  // namespace wd

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "config/daemon_config.h"
 #include "core/status.h"
 
 namespace wd {
@@ -67,5 +68,13 @@ Status DeleteBundle(const std::string& drop, const Claimed& c);
 // not empty; returns the new bundle path.
 Result<std::string> QuarantineBundle(const std::string& drop, const Claimed& c,
                                      const std::string& error, const std::string& fault = "");
+
+// Removes what drop/.weightdrop/<kind>/ ("done" or "failed") holds past
+// `keep`: entries moved in longer than max_age ago (by their ctime, which
+// the move into the archive set), or beyond the newest max_count. A failed
+// bundle's <name>.error.txt goes with it. Returns the names removed (bundles,
+// not their error files). Worker thread.
+Result<std::vector<std::string>> PruneArchive(const std::string& drop, const char* kind,
+                                              const ArchiveRetention& keep, int64_t now_ms);
 
 }  // namespace wd

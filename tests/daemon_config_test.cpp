@@ -188,7 +188,8 @@ TEST_CASE("bad daemon configs are errors at file:line:col") {
        "/etc/wd/d.yaml:3:5: watch 2: no 'drop' key"},
       {"watches:\n  - {drop: /d, serve: /s, dorp: /e}\n",
        "/etc/wd/d.yaml:2:27: unknown key 'dorp' in a watch (expected drop, serve, model, settle, "
-       "rescan, keep_versions, on_success, hooks, shard_size, groups, unmatched or quantize)"},
+       "rescan, keep_versions, keep_done, keep_failed, on_success, hooks, shard_size, groups, "
+       "unmatched or quantize)"},
       {"watches:\n  - {drop: /d, serve: /s, drop: /e}\n",
        "/etc/wd/d.yaml:2:27: watch 1: duplicate key 'drop'"},
       {"watches:\n  - drop: /d\n    serve:\n", "/etc/wd/d.yaml:3:5: serve: no value"},
@@ -196,7 +197,7 @@ TEST_CASE("bad daemon configs are errors at file:line:col") {
        "/etc/wd/d.yaml:2:12: drop: expected a folder path, got a list"},
       {"watches:\n  - {drop: /d, serve: /s, settle: 2 sec}\n",
        "/etc/wd/d.yaml:2:35: settle: invalid duration '2 sec': unknown unit 'sec' (expected ms, "
-       "s, m or h; a bare number is seconds)"},
+       "s, m, h or d; a bare number is seconds)"},
       {"watches:\n  - {drop: /d, serve: /s, rescan: 0}\n",
        "/etc/wd/d.yaml:2:35: rescan: must be at least 1s, got '0'"},
       {"watches:\n  - {drop: /d, serve: /s, rescan: 999ms}\n",
@@ -323,19 +324,28 @@ TEST_CASE("an unreadable daemon config is a config error naming the path") {
   CHECK(bad.status().message() ==
         dir /
             "bad.yaml:2:33: settle: invalid duration 'soon': expected a number and a unit (ms, "
-            "s, m or h), e.g. 500ms, 2s or 1.5m");
+            "s, m, h or d), e.g. 500ms, 2s or 1.5m");
 }
 
 TEST_CASE("durations take ms, s, m and h, decimals, and bare seconds") {
   const std::pair<const char*, int64_t> ok[] = {
-      {"0", 0},          {"30", 30000},
-      {"500ms", 500},    {"2s", 2000},
-      {"1m", 60000},     {"1h", 3600000},
-      {"1.5s", 1500},    {"0.25m", 15000},
-      {"2.5", 2500},     {"0.001s", 1},
-      {"1.0ms", 1},      {"2 s", 2000},
-      {"007s", 7000},    {"8760h", 8760LL * 3600 * 1000},
-      {"0.5h", 1800000}, {"1.500000000000s", 1500},
+      {"0", 0},
+      {"30", 30000},
+      {"500ms", 500},
+      {"2s", 2000},
+      {"1m", 60000},
+      {"1h", 3600000},
+      {"30d", 2592000000},
+      {"1.5s", 1500},
+      {"0.25m", 15000},
+      {"2.5", 2500},
+      {"0.001s", 1},
+      {"1.0ms", 1},
+      {"2 s", 2000},
+      {"007s", 7000},
+      {"8760h", 8760LL * 3600 * 1000},
+      {"0.5h", 1800000},
+      {"1.500000000000s", 1500},
   };
   for (const auto& [text, ms] : ok) {
     const std::string duration = text;
@@ -354,7 +364,8 @@ TEST_CASE("durations take ms, s, m and h, decimals, and bare seconds") {
       {"1.5ms", "finer than a millisecond"},
       {"0.0001s", "finer than a millisecond"},
       {"1.0000000001h", "finer than a millisecond"},
-      {"1d", "unknown unit 'd'"},
+      {"1w", "unknown unit 'w'"},
+      {"366d", "too long (at most 8760h)"},
       {"1S", "unknown unit 'S'"},
       {"1 ", "unknown unit ' '"},
       {"1  s", "unknown unit ' s'"},
@@ -487,6 +498,31 @@ TEST_CASE("retries of an unreadable bundle are settings with defaults") {
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.status().message().find("bundle_retries: expected a whole number >= 1") !=
         std::string::npos);
+}
+
+TEST_CASE("done/ and failed/ keep an age, a count, or forever") {
+  auto parse = [](const std::string& keep) {
+    return ParseDaemonConfig("watches: [{drop: /d, serve: /s, " + keep + "}]\n", "/etc/wd/d.yaml");
+  };
+  auto dflt = parse("model: m");
+  REQUIRE(dflt.ok());
+  CHECK(dflt->watches[0].keep_done.max_age.count() == 2592000000);
+  CHECK(dflt->watches[0].keep_failed.max_count == 0);
+  auto age = parse("keep_done: 12h, keep_failed: 500");
+  REQUIRE_MESSAGE(age.ok(), age.status().message());
+  CHECK(age->watches[0].keep_done.max_age.count() == 43200000);
+  CHECK(age->watches[0].keep_failed.max_count == 500);
+  CHECK(age->watches[0].keep_failed.max_age.count() == 0);
+  auto forever = parse("keep_done: forever");
+  REQUIRE(forever.ok());
+  CHECK(forever->watches[0].keep_done.max_age.count() == 0);
+  CHECK(forever->watches[0].keep_done.max_count == 0);
+  auto bad = parse("keep_done: [1]");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.status().message().find("keep_done: expected an age such as 30d, a count such as 500, "
+                                    "or forever, got a list") != std::string::npos);
+  CHECK_FALSE(parse("keep_failed: 0").ok());
+  CHECK_FALSE(parse("keep_failed: 500ms").ok());
 }
 
 }  // namespace

@@ -1305,6 +1305,26 @@ def ignored_files_visible():
         d.stop()
 
 
+@check("28 keep_done (an age) and keep_failed (a count) prune the archives")
+def archive_retention():
+    with Env("retention") as env:
+        w = env.watch(keep_done="2s", keep_failed=2)
+        d = env.start()
+        w.drop_by_rename("g.npz", U.npz_bytes(28))
+        wait_published(d, w, "g", 1, done="g.npz")
+        for i in range(3):
+            w.drop_by_rename(f"bad{i}.npz", bad_object_npz())
+            d.wait(lambda: f"bad{i}.npz.error.txt" in w.failed(), 10, f"failed/bad{i}.npz")
+            time.sleep(0.05)
+        d.wait(lambda: sorted(w.failed()) == ["bad1.npz", "bad1.npz.error.txt", "bad2.npz",
+                                              "bad2.npz.error.txt"], 5,
+               "failed/ pruned to the newest 2 bundles with their error files")
+        d.wait(lambda: w.done() == [], 6, "done/g.npz removed once older than 2s")
+        d.wait_log(r"removed done/g\.npz \(past its retention\)", 2)
+        d.check(w.current("g") == "1", "pruning touched the published model")
+        d.stop()
+
+
 # --- runner -----------------------------------------------------------------------
 
 def main():
