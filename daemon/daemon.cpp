@@ -114,6 +114,14 @@ struct Watch {
   std::vector<std::string> ignored;  // not bundles, as of the last scan
 };
 
+// How far a running publish is: bytes_total once planned, bytes_done as
+// shards are written.
+struct PublishProgress {
+  std::atomic<uint64_t> bytes_done{0};
+  std::atomic<uint64_t> bytes_total{0};
+  std::atomic<int64_t> started_ms{0};
+};
+
 struct Job {
   WatchConfig cfg;
   Claimed claimed;
@@ -124,6 +132,8 @@ struct Job {
   std::string crash_key;
   int attempts = 0;
   bool recovered = false;
+  // Written by the worker publishing it, read by the loop for status.
+  std::shared_ptr<PublishProgress> progress = std::make_shared<PublishProgress>();
 };
 
 // A bundle found at start: in processing/, or in the drop folder after it
@@ -234,7 +244,7 @@ class Daemon {
   std::map<int, WdTarget> wds_;
   std::map<std::string, ModelQueue> queues_;
   std::vector<uv_signal_t*> signals_;
-  std::unique_ptr<Timer> watchdog_timer_, status_timer_, stop_timer_;
+  std::unique_ptr<Timer> watchdog_timer_, status_timer_, progress_timer_, stop_timer_;
   DaemonStatus status_;
   bool announced_ready_ = false;
   bool reloading_ = false;
@@ -275,6 +285,7 @@ Status Daemon::Start(DaemonConfig cfg) {
     watchdog_timer_->Start(ms, ms);
   }
   status_timer_ = std::make_unique<Timer>(loop_, [this] { WriteStatus(); });
+  progress_timer_ = std::make_unique<Timer>(loop_, [this] { StatusChanged(); });
   // Before the loop runs: what is served now, and the counters of the last
   // run, so status and metrics are right from the first write.
   status_.models = RestoreModelStatus(cfg, cfg.state_dir + "/status.json");
@@ -432,7 +443,8 @@ void Daemon::OnWatchRecovered(Watch* w, Status st, std::vector<Recovered> found)
             .pre_error = r.poison,
             .crash_key = r.crash_key,
             .attempts = 0,
-            .recovered = true};
+            .recovered = true,
+            .progress = std::make_shared<PublishProgress>()};
     if (!model.ok() && job.pre_error.ok()) job.pre_error = Status::Config(model.status().message());
     Enqueue(std::move(job));
   }
@@ -796,7 +808,8 @@ void Daemon::OnClaimed(Watch* w, const WatchConfig& cfg, const std::string& name
                 .pre_error = model.ok() ? Status::Ok() : Status::Config(model.status().message()),
                 .crash_key = "",
                 .attempts = 0,
-                .recovered = false});
+                .recovered = false,
+                .progress = std::make_shared<PublishProgress>()});
   }
   // Queues held back for this claim may go now.
   for (const auto& [key, q] : queues_) Pump(key);
@@ -864,11 +877,14 @@ Status PublishClaimed(const Job& job, const DaemonTestHooks& hooks, Outcome* out
                           bytes += g.total_bytes;
                           weights += g.weights.size();
                         }
+                        job.progress->bytes_total.store(bytes);
                         spdlog::info("publishing {} as {} ({:.1f} MiB, {} weights)", dropped,
                                      job.model, bytes / 1048576.0, weights);
                       }};
+    job.progress->started_ms.store(NowMs());
+    auto progress = [&](const Progress& p) { job.progress->bytes_done.store(p.bytes_done); };
     WD_ASSIGN_OR_RETURN(BundlePublish r,
-                        PublishBundle(job.claimed.path, s, DefaultFileSystem(), nullptr));
+                        PublishBundle(job.claimed.path, s, DefaultFileSystem(), progress));
     out->kind = r.result.unchanged ? Outcome::kUnchanged : Outcome::kPublished;
     out->version = r.result.version;
     out->version_dir = r.result.version_dir;
@@ -1162,6 +1178,7 @@ void Daemon::FinishStop() {
   signals_.clear();
   if (watchdog_timer_) watchdog_timer_->Close();
   if (status_timer_) status_timer_->Close();
+  if (progress_timer_) progress_timer_->Close();
   if (stop_timer_) stop_timer_->Close();
   hooks_.KillAll();
   spdlog::info("stopped");
@@ -1175,9 +1192,21 @@ void Daemon::StatusChanged() {
   for (const auto& w : watches_) {
     by_drop[w->cfg.drop] = {w->cfg.drop, w->cfg.serve, 0, 0, w->ignored};
   }
+  status_.publishing.clear();
+  const int64_t now = NowMs();
   for (const auto& [key, q] : queues_) {
     for (size_t i = 0; i < q.jobs.size(); ++i) {
-      auto it = by_drop.find(q.jobs[i].cfg.drop);
+      const Job& job = q.jobs[i];
+      if (i == 0 && q.running) {
+        const int64_t started = job.progress->started_ms.load();
+        status_.publishing.push_back(
+            {.bundle = job.cfg.drop + "/" + job.claimed.name,
+             .model = job.model,
+             .bytes_done = job.progress->bytes_done.load(),
+             .bytes_total = job.progress->bytes_total.load(),
+             .elapsed_seconds = started > 0 ? (now - started) / 1000.0 : 0.0});
+      }
+      auto it = by_drop.find(job.cfg.drop);
       if (it == by_drop.end()) continue;
       if (i == 0 && q.running)
         ++it->second.in_flight;
@@ -1188,6 +1217,14 @@ void Daemon::StatusChanged() {
   for (auto& [d, ws] : by_drop) status_.watches.push_back(ws);
   status_dirty_ = true;
   if (status_timer_ && !status_timer_->active() && !stopped_) status_timer_->Start(100);
+  // While publishes run, their progress is refreshed every second.
+  if (progress_timer_ && !stopped_) {
+    if (!status_.publishing.empty() && !progress_timer_->active()) {
+      progress_timer_->Start(1000, 1000);
+    } else if (status_.publishing.empty() && progress_timer_->active()) {
+      progress_timer_->Stop();
+    }
+  }
 }
 
 void Daemon::WriteStatus() {

@@ -194,6 +194,23 @@ Status ListsFromJson(const Json& j, const std::string& origin, DaemonStatus* s) 
       s->watches.push_back(std::move(w));
     }
   }
+  if (const auto it = j.find("publishing"); it != j.end() && !it->is_null()) {
+    if (!it->is_array()) return FieldError(origin, "", "publishing", "an array", *it);
+    for (size_t i = 0; i < it->size(); ++i) {
+      const Json& p = (*it)[i];
+      const std::string where = "publishing[" + std::to_string(i) + "]";
+      if (!p.is_object()) return FieldError(origin, where, "", "an object", p);
+      PublishInFlight f;
+      WD_RETURN_IF_ERROR(GetField(p, origin, where, "bundle", &f.bundle));
+      WD_RETURN_IF_ERROR(GetField(p, origin, where, "model", &f.model));
+      WD_RETURN_IF_ERROR(GetField(p, origin, where, "bytes_done", &f.bytes_done));
+      WD_RETURN_IF_ERROR(GetField(p, origin, where, "bytes_total", &f.bytes_total));
+      if (const auto e = p.find("elapsed_seconds"); e != p.end() && e->is_number()) {
+        f.elapsed_seconds = e->get<double>();
+      }
+      s->publishing.push_back(std::move(f));
+    }
+  }
   if (const auto it = j.find("models"); it != j.end() && !it->is_null()) {
     if (!it->is_object()) return FieldError(origin, "", "models", "an object", *it);
     for (const auto& [key, value] : it->items()) {
@@ -418,6 +435,19 @@ std::string RenderWatches(const DaemonStatus& s) {
   return Table(rows, {false, false, true, true, true}) + notes;
 }
 
+std::string RenderPublishing(const DaemonStatus& s) {
+  if (s.publishing.empty()) return "";
+  std::vector<std::vector<std::string>> rows = {{"PUBLISHING", "AS MODEL", "DONE", "ELAPSED"}};
+  for (const PublishInFlight& p : s.publishing) {
+    std::string done = HumanBytes(p.bytes_done) + " of " +
+                       (p.bytes_total > 0 ? HumanBytes(p.bytes_total) : std::string("?"));
+    char elapsed[32];
+    std::snprintf(elapsed, sizeof elapsed, "%.1fs", p.elapsed_seconds);
+    rows.push_back({p.bundle, p.model, done, elapsed});
+  }
+  return Table(rows, {false, false, true, true}) + "\n";
+}
+
 std::string RenderModels(const DaemonStatus& s) {
   if (s.models.empty()) return "no models yet\n";
   std::vector<std::vector<std::string>> rows = {
@@ -491,6 +521,14 @@ std::string StatusToJson(const DaemonStatus& s) {
   for (const WatchStatus& w : s.watches) j["watches"].push_back(WatchToJson(w));
   j["models"] = Json::object();
   for (const auto& [key, m] : s.models) j["models"][key] = ModelToJson(m);
+  j["publishing"] = Json::array();
+  for (const PublishInFlight& p : s.publishing) {
+    j["publishing"].push_back(Json{{"bundle", p.bundle},
+                                   {"model", p.model},
+                                   {"bytes_done", p.bytes_done},
+                                   {"bytes_total", p.bytes_total},
+                                   {"elapsed_seconds", p.elapsed_seconds}});
+  }
   j["totals"] = Json{{"publishes", t.publishes},
                      {"failures", t.failures},
                      {"unchanged", t.unchanged},
@@ -550,7 +588,7 @@ std::string StatusLine(const DaemonStatus& s) {
 Result<std::string> RenderStatusFile(const std::string& status_json_path) {
   WD_ASSIGN_OR_RETURN(const std::string text, ReadStatusFile(status_json_path));
   WD_ASSIGN_OR_RETURN(const DaemonStatus s, StatusFromJson(text, status_json_path));
-  return RenderHeader(s) + "\n" + RenderWatches(s) + "\n" + RenderModels(s);
+  return RenderHeader(s) + "\n" + RenderWatches(s) + "\n" + RenderPublishing(s) + RenderModels(s);
 }
 
 }  // namespace wd

@@ -38,6 +38,15 @@ struct ModelStatus {
   uint64_t bytes = 0;  // shard bytes published
 };
 
+// A publish running now.
+struct PublishInFlight {
+  std::string bundle;  // as dropped: drop/<name>
+  std::string model;
+  uint64_t bytes_done = 0;
+  uint64_t bytes_total = 0;  // 0 until planned
+  double elapsed_seconds = 0;
+};
+
 // Upper bounds (seconds) of the publish duration histogram; +Inf implied.
 inline const std::vector<double>& PublishDurationBuckets() {
   static const std::vector<double> b = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300};
@@ -51,6 +60,7 @@ struct DaemonStatus {
   std::string state = "running";  // "running", "reloading", "stopping"
   std::vector<WatchStatus> watches;
   std::map<std::string, ModelStatus> models;  // key "<serve>/<model>"
+  std::vector<PublishInFlight> publishing;
   // Publish durations: counts per bucket (non-cumulative; last = +Inf), sum.
   std::vector<uint64_t> duration_counts =
       std::vector<uint64_t>(PublishDurationBuckets().size() + 1);

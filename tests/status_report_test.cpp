@@ -28,6 +28,11 @@ DaemonStatus Fixture() {
   s.config = "/etc/weightdrop/config.yaml";
   s.watches = {{"/srv/drop/a", "/srv/serve", 2, 1, {"notes.txt", "UP.NPZ"}},
                {"/srv/drop/b", "/srv/serve", 1, 0, {}}};
+  s.publishing = {{.bundle = "/srv/drop/a/big.npz",
+                   .model = "big",
+                   .bytes_done = 1048576,
+                   .bytes_total = 4194304,
+                   .elapsed_seconds = 2.5}};
   ModelStatus mnist;
   mnist.model = "mnist";
   mnist.serve = "/srv/serve";
@@ -73,6 +78,11 @@ TEST_CASE("status.json has the contract's fields in order, times in RFC 3339 UTC
   m.last_error = "/s/m/.staging/v1: No space left on device";
   m.failures = 1;
   s.models["/s/m"] = m;
+  s.publishing = {{.bundle = "/d/big.npz",
+                   .model = "big",
+                   .bytes_done = 1048576,
+                   .bytes_total = 4194304,
+                   .elapsed_seconds = 2.5}};
   const std::string expected = R"({
   "pid": 7,
   "started": "2026-11-28T18:00:00Z",
@@ -104,6 +114,15 @@ TEST_CASE("status.json has the contract's fields in order, times in RFC 3339 UTC
       "bytes": 0
     }
   },
+  "publishing": [
+    {
+      "bundle": "/d/big.npz",
+      "model": "big",
+      "bytes_done": 1048576,
+      "bytes_total": 4194304,
+      "elapsed_seconds": 2.5
+    }
+  ],
   "totals": {
     "publishes": 0,
     "failures": 1,
@@ -129,6 +148,15 @@ TEST_CASE("status.json round-trips every field it carries") {
     CHECK(back->watches[i].serve == s.watches[i].serve);
     CHECK(back->watches[i].queued == s.watches[i].queued);
     CHECK(back->watches[i].in_flight == s.watches[i].in_flight);
+    CHECK(back->watches[i].ignored == s.watches[i].ignored);
+  }
+  REQUIRE(back->publishing.size() == s.publishing.size());
+  for (size_t i = 0; i < s.publishing.size(); ++i) {
+    CHECK(back->publishing[i].bundle == s.publishing[i].bundle);
+    CHECK(back->publishing[i].model == s.publishing[i].model);
+    CHECK(back->publishing[i].bytes_done == s.publishing[i].bytes_done);
+    CHECK(back->publishing[i].bytes_total == s.publishing[i].bytes_total);
+    CHECK(back->publishing[i].elapsed_seconds == s.publishing[i].elapsed_seconds);
   }
   REQUIRE(back->models.size() == s.models.size());
   for (const auto& [key, m] : s.models) {
@@ -393,6 +421,9 @@ TEST_CASE("weightdrop status renders header, watches and models as tables") {
       "/srv/drop/a  /srv/serve       2          1        2\n"
       "/srv/drop/b  /srv/serve       1          0        0\n"
       "ignored in /srv/drop/a (not bundles): notes.txt UP.NPZ\n"
+      "\n"
+      "PUBLISHING           AS MODEL                DONE  ELAPSED\n"
+      "/srv/drop/a/big.npz  big       1.0 MiB of 4.0 MiB     2.5s\n"
       "\n"
       "MODEL              VERSION  LAST RESULT  LAST SUCCESS          PUBLISHES  FAILURES  "
       "LAST ERROR\n"

@@ -1325,6 +1325,34 @@ def archive_retention():
         d.stop()
 
 
+@check("29 status shows each publish in flight: bundle as dropped, model, bytes done of total, "
+       "elapsed")
+def status_in_flight():
+    env, w = big_env("inflight")
+    with env:
+        d = env.start()
+        drop_big(w)
+        status_json = os.path.join(env.state_dir, "status.json")
+        dropped = os.path.join(w.drop, "big.npz")
+
+        def in_flight():
+            if not os.path.exists(status_json):
+                return None
+            p = load_json(status_json).get("publishing", [])
+            return p[0] if p and p[0]["bytes_done"] > 0 else None
+        p = d.wait(in_flight, 20, "status.json with a publish in flight and bytes done", 0.05)
+        d.check(p["bundle"] == dropped and p["model"] == "big", f"in flight: {p}")
+        d.check(0 < p["bytes_done"] <= p["bytes_total"], f"in flight: {p}")
+        out = subprocess.run([U.BINARY, "status", "--config", env.config_path],
+                             capture_output=True, text=True, timeout=20).stdout
+        if w.current("big") is None:
+            d.check("PUBLISHING" in out and "big.npz" in out, f"`weightdrop status`:\n{out}")
+        wait_published(d, w, "big", 1, timeout=60, done="big.npz")
+        d.wait(lambda: load_json(status_json).get("publishing") == [], 5,
+               "status.json with nothing in flight after the publish")
+        d.stop()
+
+
 # --- runner -----------------------------------------------------------------------
 
 def main():
