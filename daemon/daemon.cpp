@@ -246,6 +246,7 @@ class Daemon {
   std::vector<uv_signal_t*> signals_;
   std::unique_ptr<Timer> watchdog_timer_, status_timer_, progress_timer_, stop_timer_;
   DaemonStatus status_;
+  std::map<std::string, std::vector<std::string>> fed_by_;  // queue key -> drop folders
   bool announced_ready_ = false;
   bool reloading_ = false;
   bool stopping_ = false;
@@ -823,6 +824,22 @@ std::string QueueKey(const Job& j) {
 
 void Daemon::Enqueue(Job job) {
   const std::string key = QueueKey(job);
+  // One model fed from two drop folders (a template such as {stem} shared by
+  // two watches on one serve root): legal, but each replaces the other's
+  // versions. Told once per folder, and shown in status.
+  if (!job.model.empty()) {
+    std::vector<std::string>& drops = fed_by_[key];
+    if (std::find(drops.begin(), drops.end(), job.cfg.drop) == drops.end()) {
+      drops.push_back(job.cfg.drop);
+      if (drops.size() > 1) {
+        spdlog::warn(
+            "model {} in {} is now fed by {} drop folders ({} and {}): each replaces "
+            "the other's versions",
+            job.model, job.cfg.serve, drops.size(), drops.front(), job.cfg.drop);
+        status_.shared_models[key] = drops;
+      }
+    }
+  }
   ModelQueue& q = queues_[key];
   // Recovered bundles first, then claim order (ids sort by claim time).
   auto before = [](const Job& a, const Job& b) {

@@ -194,6 +194,15 @@ Status ListsFromJson(const Json& j, const std::string& origin, DaemonStatus* s) 
       s->watches.push_back(std::move(w));
     }
   }
+  if (const auto it = j.find("shared_models"); it != j.end() && it->is_object()) {
+    for (const auto& [key, drops] : it->items()) {
+      if (!drops.is_array())
+        return FieldError(origin, "shared_models", key.c_str(), "an array", drops);
+      for (const Json& d : drops) {
+        if (d.is_string()) s->shared_models[key].push_back(d.get<std::string>());
+      }
+    }
+  }
   if (const auto it = j.find("publishing"); it != j.end() && !it->is_null()) {
     if (!it->is_array()) return FieldError(origin, "", "publishing", "an array", *it);
     for (size_t i = 0; i < it->size(); ++i) {
@@ -448,6 +457,16 @@ std::string RenderPublishing(const DaemonStatus& s) {
   return Table(rows, {false, false, true, true}) + "\n";
 }
 
+std::string RenderSharedModels(const DaemonStatus& s) {
+  std::string out;
+  for (const auto& [key, drops] : s.shared_models) {
+    out += "warning: " + key + " is fed by " + std::to_string(drops.size()) + " drop folders:";
+    for (const auto& d : drops) out += " " + d;
+    out += "\n";
+  }
+  return out;
+}
+
 std::string RenderModels(const DaemonStatus& s) {
   if (s.models.empty()) return "no models yet\n";
   std::vector<std::vector<std::string>> rows = {
@@ -521,6 +540,7 @@ std::string StatusToJson(const DaemonStatus& s) {
   for (const WatchStatus& w : s.watches) j["watches"].push_back(WatchToJson(w));
   j["models"] = Json::object();
   for (const auto& [key, m] : s.models) j["models"][key] = ModelToJson(m);
+  if (!s.shared_models.empty()) j["shared_models"] = s.shared_models;
   j["publishing"] = Json::array();
   for (const PublishInFlight& p : s.publishing) {
     j["publishing"].push_back(Json{{"bundle", p.bundle},
@@ -588,7 +608,8 @@ std::string StatusLine(const DaemonStatus& s) {
 Result<std::string> RenderStatusFile(const std::string& status_json_path) {
   WD_ASSIGN_OR_RETURN(const std::string text, ReadStatusFile(status_json_path));
   WD_ASSIGN_OR_RETURN(const DaemonStatus s, StatusFromJson(text, status_json_path));
-  return RenderHeader(s) + "\n" + RenderWatches(s) + "\n" + RenderPublishing(s) + RenderModels(s);
+  return RenderHeader(s) + "\n" + RenderWatches(s) + "\n" + RenderPublishing(s) + RenderModels(s) +
+         RenderSharedModels(s);
 }
 
 }  // namespace wd

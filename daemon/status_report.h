@@ -61,6 +61,9 @@ struct DaemonStatus {
   std::vector<WatchStatus> watches;
   std::map<std::string, ModelStatus> models;  // key "<serve>/<model>"
   std::vector<PublishInFlight> publishing;
+  // Models fed from more than one drop folder since start ("<serve>/<model>"
+  // -> the folders): each replaces the other's versions, rarely on purpose.
+  std::map<std::string, std::vector<std::string>> shared_models;
   // Publish durations: counts per bucket (non-cumulative; last = +Inf), sum.
   std::vector<uint64_t> duration_counts =
       std::vector<uint64_t>(PublishDurationBuckets().size() + 1);

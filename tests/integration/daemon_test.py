@@ -1353,6 +1353,29 @@ def status_in_flight():
         d.stop()
 
 
+@check("30 one model fed from two drop folders (a shared {stem} template) is warned about and "
+       "shown in status")
+def shared_model_warned():
+    with Env("shared") as env:
+        wa, wb = env.watch("a"), env.watch("b")
+        d = env.start()
+        wa.drop_by_rename("same.npz", U.npz_bytes(30))
+        wait_published(d, wa, "same", 1, done="same.npz")
+        wb.drop_by_rename("same.npz", U.npz_bytes(31))
+        wait_published(d, wb, "same", 2, done="same.npz")
+        d.wait_log(r"model same in \S+ is now fed by 2 drop folders", 3)
+        status_json = os.path.join(env.state_dir, "status.json")
+        key = f"{wa.serve}/same"
+        st = d.wait(lambda: (lambda s: s if key in s.get("shared_models", {}) else None)(
+            load_json(status_json)), 5, "status.json naming the shared model")
+        d.check(sorted(st["shared_models"][key]) == sorted([wa.drop, wb.drop]),
+                f"shared_models: {st['shared_models']}")
+        out = subprocess.run([U.BINARY, "status", "--config", env.config_path],
+                             capture_output=True, text=True, timeout=20).stdout
+        d.check("is fed by 2 drop folders" in out, f"`weightdrop status`:\n{out}")
+        d.stop()
+
+
 # --- runner -----------------------------------------------------------------------
 
 def main():
