@@ -4,11 +4,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <exception>
 #include <filesystem>
 #include <string_view>
+#include <thread>
 
 #include "config/pipeline_yaml.h"
 #include "core/publisher.h"
@@ -478,6 +480,17 @@ Status ApplyShutdownTimeout(const std::string& file, const YAML::Node& value, To
   return DurationValue(file, value, "shutdown_timeout", Millis(0), &out->config.shutdown_timeout);
 }
 
+Status ApplyMaxParallelPublishes(const std::string& file, const YAML::Node& value, TopDraft* out) {
+  WD_RETURN_IF_ERROR(yaml::WholeNumberValue(file, value, "max_parallel_publishes", 1,
+                                            &out->config.max_parallel_publishes));
+  if (out->config.max_parallel_publishes > 12) {
+    return ErrorAt(file, value,
+                   "max_parallel_publishes: at most 12 (the daemon's pool has 16 threads, and "
+                   "scans, claims and status writes need some)");
+  }
+  return Status::Ok();
+}
+
 Status ApplyBundleRetries(const std::string& file, const YAML::Node& value, TopDraft* out) {
   return yaml::WholeNumberValue(file, value, "bundle_retries", 1, &out->config.bundle_retries);
 }
@@ -506,6 +519,7 @@ constexpr KeyRule<TopDraft> kTopKeys[] = {
     {"watches", KeepWatches},
     {"bundle_retries", ApplyBundleRetries},
     {"bundle_retry_delay", ApplyBundleRetryDelay},
+    {"max_parallel_publishes", ApplyMaxParallelPublishes},
 };
 
 Status ApplyWatches(const std::string& file, const YAML::Node& root, TopDraft* top) {
@@ -554,6 +568,10 @@ Result<DaemonConfig> ParseRoot(const YAML::Node& root, const std::string& file) 
   }
   WD_RETURN_IF_ERROR(ApplyWatches(file, root, &top));
   WD_RETURN_IF_ERROR(CheckStateDir(file, root, top));
+  if (top.config.max_parallel_publishes == 0) {
+    const unsigned cores = std::thread::hardware_concurrency();
+    top.config.max_parallel_publishes = static_cast<int>(std::clamp(cores, 1u, 12u));
+  }
   return std::move(top.config);
 }
 

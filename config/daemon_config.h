@@ -66,6 +66,11 @@ struct DaemonConfig {
   // this many times, the first retry after bundle_retry_delay and each next
   // one after twice the last (5 and 10s: 2.5 minutes), then goes to failed/.
   // Its model's later bundles wait meanwhile, to keep arrival order.
+  // Publishes running at once (different models; one model is always one
+  // at a time). Each holds a worker thread and up to ~40 MiB; the rest of
+  // the pool stays free for scans, claims and status writes. 0 at parse
+  // time means "the number of cores".
+  int max_parallel_publishes = 0;
   int bundle_retries = 5;
   Millis bundle_retry_delay{10000};
   PipelineOptions defaults;

@@ -215,6 +215,7 @@ class Daemon {
   // --- publishing
   void Enqueue(Job job);
   void Pump(const std::string& key);
+  void PumpWaiting();
   void RunJob(const std::string& key);
   void OnJobDone(const std::string& key, Outcome o);
   void RunHook(const Job& job, const Outcome& o);
@@ -853,6 +854,17 @@ void Daemon::Enqueue(Job job) {
   Pump(key);
 }
 
+// After a publish ends: the models waiting for a free slot, earliest claim
+// first.
+void Daemon::PumpWaiting() {
+  std::vector<std::pair<std::string, std::string>> waiting;  // (front claim id, key)
+  for (const auto& [key, q] : queues_) {
+    if (!q.running && !q.jobs.empty()) waiting.emplace_back(q.jobs.front().claimed.id, key);
+  }
+  std::sort(waiting.begin(), waiting.end());
+  for (const auto& [id, key] : waiting) Pump(key);
+}
+
 void Daemon::Pump(const std::string& key) {
   ModelQueue& q = queues_[key];
   if (stopping_ || q.running || q.jobs.empty() || (q.retry_timer && q.retry_timer->active())) {
@@ -862,6 +874,9 @@ void Daemon::Pump(const std::string& key) {
   if (!next.recovered && !pending_claims_.empty() && *pending_claims_.begin() < next.claimed.id) {
     return;  // an earlier claim is still on its way; its Enqueue pumps again
   }
+  // Publishes get at most max_parallel_publishes of the pool's threads, so
+  // scans, claims and status writes always find one free.
+  if (RunningJobs() >= static_cast<size_t>(cfg_.max_parallel_publishes)) return;
   q.running = true;
   StatusChanged();
   RunJob(key);
@@ -1071,6 +1086,7 @@ void Daemon::OnJobDone(const std::string& key, Outcome o) {
       }
       q.retry_timer->Start(backoff);
       StatusChanged();
+      PumpWaiting();
       MaybeFinishStop();
       return;
     }
@@ -1079,6 +1095,7 @@ void Daemon::OnJobDone(const std::string& key, Outcome o) {
   q.jobs.pop_front();
   StatusChanged();
   Pump(key);
+  PumpWaiting();
   MaybeFinishStop();
 }
 

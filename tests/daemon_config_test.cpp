@@ -157,7 +157,8 @@ TEST_CASE("bad daemon configs are errors at file:line:col") {
       {"watches:\n", "/etc/wd/d.yaml:1:1: watches: no value"},
       {"watch: []\n",
        "/etc/wd/d.yaml:1:1: unknown key 'watch' in daemon config (expected state_dir, log_level, "
-       "log_format, shutdown_timeout, defaults, watches, bundle_retries or bundle_retry_delay)"},
+       "log_format, shutdown_timeout, defaults, watches, bundle_retries, bundle_retry_delay or "
+       "max_parallel_publishes)"},
       {"log_level: verbose\n",
        "/etc/wd/d.yaml:1:12: log_level: expected trace, debug, info, warn or error, got 'verbose'"},
       {"log_format: [json]\n",
@@ -523,6 +524,23 @@ TEST_CASE("done/ and failed/ keep an age, a count, or forever") {
                                     "or forever, got a list") != std::string::npos);
   CHECK_FALSE(parse("keep_failed: 0").ok());
   CHECK_FALSE(parse("keep_failed: 500ms").ok());
+}
+
+TEST_CASE("max_parallel_publishes defaults to the cores, 1 to 12") {
+  auto d = ParseDaemonConfig("watches: [{drop: /d, serve: /s}]\n", "/etc/wd/d.yaml");
+  REQUIRE(d.ok());
+  CHECK(d->max_parallel_publishes >= 1);
+  CHECK(d->max_parallel_publishes <= 12);
+  auto one = ParseDaemonConfig("max_parallel_publishes: 1\nwatches: [{drop: /d, serve: /s}]\n",
+                               "/etc/wd/d.yaml");
+  REQUIRE(one.ok());
+  CHECK(one->max_parallel_publishes == 1);
+  CHECK_FALSE(ParseDaemonConfig("max_parallel_publishes: 13\nwatches: [{drop: /d, serve: /s}]\n",
+                                "/etc/wd/d.yaml")
+                  .ok());
+  CHECK_FALSE(ParseDaemonConfig("max_parallel_publishes: 0\nwatches: [{drop: /d, serve: /s}]\n",
+                                "/etc/wd/d.yaml")
+                  .ok());
 }
 
 }  // namespace

@@ -1376,6 +1376,38 @@ def shared_model_warned():
         d.stop()
 
 
+@check("31 max_parallel_publishes 1: two big publishes run one after the other; scans and "
+       "status go on meanwhile")
+def bounded_publishes():
+    with Env("bounded") as env:
+        env.top["defaults"] = {"shard_size": BIG_SHARD}
+        env.top["max_parallel_publishes"] = 1
+        wa, wb = env.watch("a"), env.watch("b")
+        d = env.start()
+        src = U.big_bundle()
+        for w, name in ((wa, "x.npz"), (wb, "y.npz")):
+            tmp = os.path.join(w.drop, f".{name}.tmp")
+            os.link(src, tmp)
+            os.rename(tmp, os.path.join(w.drop, name))
+        status_json = os.path.join(env.state_dir, "status.json")
+        d.wait(lambda: os.path.exists(status_json) and
+               load_json(status_json).get("publishing"), 10, "a publish in flight")
+        U.write_file(os.path.join(wa.drop, "notes.txt"), b"x")
+        most, seen_ignored = 0, False
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (wa.current("x") and wb.current("y")):
+            st = load_json(status_json)
+            most = max(most, len(st.get("publishing", [])))
+            if any("notes.txt" in ws.get("ignored", []) for ws in st["watches"]) and \
+                    st.get("publishing"):
+                seen_ignored = True
+            time.sleep(0.05)
+        d.check(wa.current("x") == "1" and wb.current("y") == "1", "both published")
+        d.check(most == 1, f"{most} publishes ran at once with max_parallel_publishes 1")
+        d.check(seen_ignored, "no scan reported notes.txt while a publish ran")
+        d.stop()
+
+
 # --- runner -----------------------------------------------------------------------
 
 def main():
