@@ -1009,6 +1009,18 @@ def kills_never_quarantine():
         d.check(w.failed() == [], f"failed/ holds {w.failed()}")
 
 
+def status_now(env):
+    """state_dir/status.json as a dict, {} before the first write."""
+    path = os.path.join(env.state_dir, "status.json")
+    return load_json(path) if os.path.exists(path) else {}
+
+
+def wait_status(d, env, pred, what, timeout=5):
+    """Waits until pred(status.json) holds; returns that status."""
+    return d.wait(lambda: (lambda st: st if st and pred(st) else None)(status_now(env)),
+                  timeout, what)
+
+
 # --- 21. hostile input and renamed re-drops ---------------------------------------
 
 def deep_model_folder(root, name):
@@ -1126,8 +1138,7 @@ def second_instance():
     with Env("twice") as env:
         w = env.watch()
         d = env.start()
-        status_json = os.path.join(env.state_dir, "status.json")
-        d.wait(lambda: os.path.exists(status_json), 5, "the first daemon's status.json")
+        wait_status(d, env, lambda st: True, "the first daemon's status.json")
         t0 = time.monotonic()
         r = subprocess.run([U.BINARY, "run", "--config", env.config_path], capture_output=True,
                            text=True, timeout=20)
@@ -1256,10 +1267,8 @@ def names_as_dropped():
         err = open(w.sub("failed", "bad.npz.error.txt"), encoding="utf-8").read()
         d.check(".weightdrop/processing" not in err, f"error.txt names processing/: {err!r}")
         key = f"{w.serve}/bad"
-        st = d.wait(lambda: (lambda s: s if key in s.get("models", {}) else None)(
-            load_json(os.path.join(env.state_dir, "status.json"))
-            if os.path.exists(os.path.join(env.state_dir, "status.json")) else {}),
-            5, "status.json with the failed model")
+        st = wait_status(d, env, lambda st: key in st.get("models", {}),
+                         "status.json with the failed model")
         last = st["models"][key]["last_error"]
         d.check(".weightdrop/processing" not in last and "bad.npz" in last,
                 f"status last_error: {last!r}")
@@ -1291,10 +1300,8 @@ def ignored_files_visible():
         w.drop_by_rename("UP.NPZ", U.npz_bytes(27))
         d.wait_log(r"UP\.NPZ: is not a bundle: the extension must be lower case", 5)
         d.wait_log(r"notes\.txt: is not a bundle \(a bundle is", 5)
-        status_json = os.path.join(env.state_dir, "status.json")
-        st = d.wait(lambda: (lambda s: s if sorted(s["watches"][0].get("ignored", [])) ==
-                             ["UP.NPZ", "notes.txt"] else None)(load_json(status_json))
-                    if os.path.exists(status_json) else None, 5, "status.json listing both")
+        st = wait_status(d, env, lambda st: sorted(st["watches"][0].get("ignored", [])) ==
+                         ["UP.NPZ", "notes.txt"], "status.json listing both")
         d.check(st is not None, "status.json does not list the ignored files")
         time.sleep(2.5)  # two more rescans (rescan 1s): still one warning each
         n = sum(1 for ln in d.log_lines() if "UP.NPZ: is not a bundle" in ln)
@@ -1332,15 +1339,11 @@ def status_in_flight():
     with env:
         d = env.start()
         drop_big(w)
-        status_json = os.path.join(env.state_dir, "status.json")
         dropped = os.path.join(w.drop, "big.npz")
-
-        def in_flight():
-            if not os.path.exists(status_json):
-                return None
-            p = load_json(status_json).get("publishing", [])
-            return p[0] if p and p[0]["bytes_done"] > 0 else None
-        p = d.wait(in_flight, 20, "status.json with a publish in flight and bytes done", 0.05)
+        st = wait_status(d, env, lambda st: st.get("publishing") and
+                         st["publishing"][0]["bytes_done"] > 0,
+                         "status.json with a publish in flight and bytes done", 20)
+        p = st["publishing"][0]
         d.check(p["bundle"] == dropped and p["model"] == "big", f"in flight: {p}")
         d.check(0 < p["bytes_done"] <= p["bytes_total"], f"in flight: {p}")
         out = subprocess.run([U.BINARY, "status", "--config", env.config_path],
@@ -1348,8 +1351,8 @@ def status_in_flight():
         if w.current("big") is None:
             d.check("PUBLISHING" in out and "big.npz" in out, f"`weightdrop status`:\n{out}")
         wait_published(d, w, "big", 1, timeout=60, done="big.npz")
-        d.wait(lambda: load_json(status_json).get("publishing") == [], 5,
-               "status.json with nothing in flight after the publish")
+        wait_status(d, env, lambda st: st.get("publishing") == [],
+                    "status.json with nothing in flight after the publish")
         d.stop()
 
 
@@ -1364,10 +1367,9 @@ def shared_model_warned():
         wb.drop_by_rename("same.npz", U.npz_bytes(31))
         wait_published(d, wb, "same", 2, done="same.npz")
         d.wait_log(r"model same in \S+ is now fed by 2 drop folders", 3)
-        status_json = os.path.join(env.state_dir, "status.json")
         key = f"{wa.serve}/same"
-        st = d.wait(lambda: (lambda s: s if key in s.get("shared_models", {}) else None)(
-            load_json(status_json)), 5, "status.json naming the shared model")
+        st = wait_status(d, env, lambda st: key in st.get("shared_models", {}),
+                         "status.json naming the shared model")
         d.check(sorted(st["shared_models"][key]) == sorted([wa.drop, wb.drop]),
                 f"shared_models: {st['shared_models']}")
         out = subprocess.run([U.BINARY, "status", "--config", env.config_path],
@@ -1389,14 +1391,12 @@ def bounded_publishes():
             tmp = os.path.join(w.drop, f".{name}.tmp")
             os.link(src, tmp)
             os.rename(tmp, os.path.join(w.drop, name))
-        status_json = os.path.join(env.state_dir, "status.json")
-        d.wait(lambda: os.path.exists(status_json) and
-               load_json(status_json).get("publishing"), 10, "a publish in flight")
+        wait_status(d, env, lambda st: st.get("publishing"), "a publish in flight", 10)
         U.write_file(os.path.join(wa.drop, "notes.txt"), b"x")
         most, seen_ignored = 0, False
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not (wa.current("x") and wb.current("y")):
-            st = load_json(status_json)
+            st = status_now(env)
             most = max(most, len(st.get("publishing", [])))
             if any("notes.txt" in ws.get("ignored", []) for ws in st["watches"]) and \
                     st.get("publishing"):

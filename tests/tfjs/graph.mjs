@@ -12,7 +12,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import {loadGraphModel} from '@tensorflow/tfjs-converter';
-import {readFileSync} from 'node:fs';
+import {errorResult, runJobsFromArgv} from './jobs.mjs';
 
 async function runJob(job) {
   try {
@@ -26,24 +26,8 @@ async function runJob(job) {
     model.dispose();
     return {ok: true, inputNodes: model.inputNodes, outputNodes: model.outputNodes, outputs: values};
   } catch (e) {
-    return {ok: false, error: String(e && e.stack ? e.stack : e)};
+    return errorResult(e);
   }
 }
 
-async function main() {
-  if (process.argv.length !== 3) {
-    process.stderr.write('usage: node graph.mjs JOBS.json\n');
-    process.exit(2);
-  }
-  await tf.setBackend('cpu');
-  await tf.ready();
-  const jobs = JSON.parse(readFileSync(process.argv[2], 'utf8'));
-  const results = {};
-  for (const job of jobs) results[job.id] = await runJob(job);
-  process.stdout.write(JSON.stringify(results));
-}
-
-main().catch((e) => {
-  process.stderr.write(`graph.mjs: ${e.stack || e}\n`);
-  process.exit(1);
-});
+runJobsFromArgv('graph.mjs', runJob);

@@ -20,7 +20,7 @@
 //   (the raw bytes tfjs decoded for each element) instead of "hex".
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import {readFileSync} from 'node:fs';
+import {errorResult, runJobsFromArgv} from './jobs.mjs';
 
 function hexOf(typedArray) {
   return Buffer
@@ -78,24 +78,8 @@ async function runJob(job) {
     if (!(job.mode in loader)) throw new Error(`unknown mode ${job.mode}`);
     return {ok: true, weights: await dumpMap(await loader[job.mode](job))};
   } catch (e) {
-    return {ok: false, error: String(e && e.stack ? e.stack : e)};
+    return errorResult(e);
   }
 }
 
-async function main() {
-  if (process.argv.length !== 3) {
-    process.stderr.write('usage: node load.mjs JOBS.json\n');
-    process.exit(2);
-  }
-  await tf.setBackend('cpu');
-  await tf.ready();
-  const jobs = JSON.parse(readFileSync(process.argv[2], 'utf8'));
-  const results = {};
-  for (const job of jobs) results[job.id] = await runJob(job);
-  process.stdout.write(JSON.stringify(results));
-}
-
-main().catch((e) => {
-  process.stderr.write(`load.mjs: ${e.stack || e}\n`);
-  process.exit(1);
-});
+runJobsFromArgv('load.mjs', runJob);
