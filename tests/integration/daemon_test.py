@@ -1015,6 +1015,12 @@ def status_now(env):
     return load_json(path) if os.path.exists(path) else {}
 
 
+def status_text(env):
+    """What `weightdrop status --config CONFIG` prints."""
+    return subprocess.run([U.BINARY, "status", "--config", env.config_path],
+                          capture_output=True, text=True, timeout=20).stdout
+
+
 def wait_status(d, env, pred, what, timeout=5):
     """Waits until pred(status.json) holds; returns that status."""
     return d.wait(lambda: (lambda st: st if st and pred(st) else None)(status_now(env)),
@@ -1238,8 +1244,7 @@ def restart_keeps_state():
             d2.check(prom_value(samples, "weightdrop_last_success_timestamp_seconds",
                                 model=model) is not None,
                      f"weightdrop_last_success_timestamp_seconds for {model} after restart")
-        out = subprocess.run([U.BINARY, "status", "--config", env.config_path],
-                             capture_output=True, text=True, timeout=20).stdout
+        out = status_text(env)
         d2.check("no models yet" not in out, f"`weightdrop status` after restart:\n{out}")
         d2.stop()
 
@@ -1306,8 +1311,7 @@ def ignored_files_visible():
         time.sleep(2.5)  # two more rescans (rescan 1s): still one warning each
         n = sum(1 for ln in d.log_lines() if "UP.NPZ: is not a bundle" in ln)
         d.check(n == 1, f"UP.NPZ warned {n} times")
-        out = subprocess.run([U.BINARY, "status", "--config", env.config_path],
-                             capture_output=True, text=True, timeout=20).stdout
+        out = status_text(env)
         d.check("UP.NPZ" in out and "notes.txt" in out, f"`weightdrop status`:\n{out}")
         d.stop()
 
@@ -1346,8 +1350,7 @@ def status_in_flight():
         p = st["publishing"][0]
         d.check(p["bundle"] == dropped and p["model"] == "big", f"in flight: {p}")
         d.check(0 < p["bytes_done"] <= p["bytes_total"], f"in flight: {p}")
-        out = subprocess.run([U.BINARY, "status", "--config", env.config_path],
-                             capture_output=True, text=True, timeout=20).stdout
+        out = status_text(env)
         if w.current("big") is None:
             d.check("PUBLISHING" in out and "big.npz" in out, f"`weightdrop status`:\n{out}")
         wait_published(d, w, "big", 1, timeout=60, done="big.npz")
@@ -1372,8 +1375,7 @@ def shared_model_warned():
                          "status.json naming the shared model")
         d.check(sorted(st["shared_models"][key]) == sorted([wa.drop, wb.drop]),
                 f"shared_models: {st['shared_models']}")
-        out = subprocess.run([U.BINARY, "status", "--config", env.config_path],
-                             capture_output=True, text=True, timeout=20).stdout
+        out = status_text(env)
         d.check("is fed by 2 drop folders" in out, f"`weightdrop status`:\n{out}")
         d.stop()
 
