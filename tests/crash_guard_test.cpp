@@ -15,6 +15,7 @@
 #include <string>
 #include <thread>
 
+#include "tests/fault.h"
 #include "tests/test_util.h"
 
 namespace wd {
@@ -64,8 +65,6 @@ TEST_CASE("crash log: the rewritten text parses back to the same history") {
   CHECK(SignalName(SIGABRT) == "SIGABRT");
 }
 
-volatile uintptr_t g_null = 0;
-
 int Recurse(int n) {
   volatile char frame[4096];
   frame[0] = static_cast<char>(n);
@@ -101,7 +100,7 @@ TEST_CASE("a fault, abort() or stack overflow in a worker's scope records its bu
     int signo;
   };
   const Row rows[] = {
-      {"null write", [] { *reinterpret_cast<volatile int*>(g_null) = 1; }, SIGSEGV},
+      {"store to a read-only page", [] { test::StoreToReadOnlyPage(); }, SIGSEGV},
       {"abort", [] { std::abort(); }, SIGABRT},
       {"stack overflow", [] { CHECK(Recurse(1 << 30) == 0); }, SIGSEGV},
   };
@@ -126,7 +125,7 @@ TEST_CASE("a helper thread's fault blames the only bundle being worked on") {
   test::WriteFile(bundle, "x");
   const std::string log = CrashInChild(dir.path(), [&] {
     CrashScope scope(bundle);
-    std::thread helper([] { *reinterpret_cast<volatile int*>(g_null) = 1; });
+    std::thread helper([] { test::StoreToReadOnlyPage(); });
     helper.join();
   });
   CHECK(log == "crash 11 " + bundle + "\n");
@@ -146,7 +145,7 @@ TEST_CASE("kill from outside, or a crash outside any bundle, blames no bundle") 
           kill(getpid(), SIGABRT);  // systemd's watchdog
           pause();
         }) == "");
-  CHECK(CrashInChild(dir.path(), [] { *reinterpret_cast<volatile int*>(g_null) = 1; }) == "");
+  CHECK(CrashInChild(dir.path(), [] { test::StoreToReadOnlyPage(); }) == "");
 }
 
 TEST_CASE("at start the guard forgets bundles that are gone and rewrites the log") {

@@ -15,10 +15,9 @@
 #include <string>
 
 #include "daemon/daemon.h"
+#include "tests/fault.h"
 
 namespace {
-
-volatile uintptr_t g_null = 0;  // volatile: the compiler cannot prove it is null
 
 int Recurse(int n) {
   volatile char frame[4096];
@@ -31,7 +30,7 @@ int Recurse(int n) {
 void InjectFault(const std::string& bundle_path) {
   const std::string name = bundle_path.substr(bundle_path.rfind('/') + 1);
   if (name.starts_with("throw-")) throw std::bad_alloc();
-  if (name.starts_with("crash-")) *reinterpret_cast<volatile int*>(g_null) = 1;
+  if (name.starts_with("crash-")) wd::test::StoreToReadOnlyPage();
   if (name.starts_with("abort-")) std::abort();
   if (name.starts_with("overflow-")) std::printf("%d\n", Recurse(1 << 30));
 }
