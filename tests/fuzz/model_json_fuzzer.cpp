@@ -25,13 +25,13 @@ using wd::fuzz::Fail;
 // CheckModelJson counts). Iterative: the input may nest deeply.
 int Depth(const json& root) {
   int deepest = 0;
-  std::vector<std::pair<const json*, int>> todo{{&root, 1}};
-  while (!todo.empty()) {
-    auto [j, d] = todo.back();
-    todo.pop_back();
+  std::vector<std::pair<const json*, int>> pending{{&root, 1}};
+  while (!pending.empty()) {
+    auto [j, d] = pending.back();
+    pending.pop_back();
     if (!j->is_structured()) continue;
     deepest = std::max(deepest, d);
-    for (const json& child : *j) todo.push_back({&child, d + 1});
+    for (const json& child : *j) pending.push_back({&child, d + 1});
   }
   return deepest;
 }
