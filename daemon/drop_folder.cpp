@@ -182,8 +182,8 @@ Status EnsureDropLayout(const std::string& drop) {
   return Status::Ok();
 }
 
-Result<Claimed> ClaimBundle(const std::string& drop, const std::string& name,
-                            const std::string& id) {
+Result<Claimed> ClaimBundle(const std::string& drop, const std::string& name, const std::string& id,
+                            FileSystem& fs) {
   Claimed c{.id = id, .name = name, .path = "", .warning = ""};
   const std::string dir = Meta(drop, "processing") + "/" + c.id;
   if (mkdir(dir.c_str(), 0755) != 0) return ErrnoStatus("cannot create " + dir, errno);
@@ -197,7 +197,6 @@ Result<Claimed> ClaimBundle(const std::string& drop, const std::string& name,
   }
   // The rename is done: from here the bundle is ours, and an error would
   // leave it in processing/ with nobody working on it until a restart.
-  FileSystem& fs = DefaultFileSystem();
   Status st = fs.SyncDir(dir);
   if (st.ok()) st = fs.SyncDir(drop);
   if (!st.ok()) c.warning = "claim of " + c.path + " may not survive a power loss: " + st.message();

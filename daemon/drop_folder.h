@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "config/daemon_config.h"
+#include "core/file_system.h"
 #include "core/status.h"
 
 namespace wd {
@@ -50,9 +51,10 @@ struct Claimed {
 // A new claim id: sorts after every id made before it (on this clock).
 std::string NewClaimId();
 
-// Renames drop/<name> into processing/<id>/<name>. kIncomplete if it is gone.
-Result<Claimed> ClaimBundle(const std::string& drop, const std::string& name,
-                            const std::string& id);
+// Renames drop/<name> into processing/<id>/<name>, then fsyncs both folders
+// through `fs` (a failed fsync is Claimed::warning). kIncomplete if it is gone.
+Result<Claimed> ClaimBundle(const std::string& drop, const std::string& name, const std::string& id,
+                            FileSystem& fs = DefaultFileSystem());
 // Bundles left in processing/ (a crash or stop mid-publish), in claim order.
 // A bundle placed directly in processing/ (by hand) comes first, with an
 // empty id.
