@@ -466,6 +466,29 @@ def sighup_invalid():
         d.stop()
 
 
+@check("09c SIGHUP changing a surviving watch's rescan re-arms its timer: keep_done, applied "
+       "from it, runs at the new period")
+def sighup_rescan():
+    with Env("huprescan") as env:
+        w = env.watch(rescan="1h", keep_done="2s")
+        d = env.start()
+        w.drop_by_rename("g.npz", U.npz_bytes(9))
+        wait_published(d, w, "g", 1, done="g.npz")
+        # Past keep_done by now, but only the rescan timer prunes, and at 1h
+        # it has not fired since the start.
+        time.sleep(3)
+        d.check(w.done() == ["g.npz"], f"done/ pruned with rescan 1h: {w.done()}")
+        w.opts["rescan"] = "1s"
+        env.write_config()
+        d.signal(signal.SIGHUP)
+        d.wait_log(r"configuration reloaded", 5)
+        # A timer still on the old period would not fire for an hour.
+        d.wait(lambda: w.done() == [], 4, "done/g.npz removed within 4s of a reload to rescan 1s")
+        d.wait_log(r"removed done/g\.npz \(past its retention\)", 2)
+        d.check(w.current("g") == "1", "pruning touched the published model")
+        d.stop()
+
+
 # --- 10 / 11. signals during a long publish ---------------------------------------
 
 BIG_SHARD = "32KiB"  # thousands of fsync'd shard files: the publish takes seconds
