@@ -1,6 +1,5 @@
 #include "daemon/daemon.h"
 
-#include <pwd.h>
 #include <spdlog/spdlog.h>
 #include <sys/inotify.h>
 #include <unistd.h>
@@ -8,13 +7,10 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <cstdlib>
-#include <deque>
 #include <filesystem>
 #include <map>
 #include <memory>
-#include <optional>
 #include <set>
 
 #include "config/daemon_config.h"
@@ -22,12 +18,17 @@
 #include "core/file_system.h"
 #include "core/pipeline.h"
 #include "core/publisher.h"
+#include "daemon/clock.h"
 #include "daemon/crash_guard.h"
 #include "daemon/drop_folder.h"
 #include "daemon/hook_runner.h"
 #include "daemon/inotify_watcher.h"
 #include "daemon/instance_lock.h"
 #include "daemon/logging.h"
+#include "daemon/model_queue.h"
+#include "daemon/publish_job.h"
+#include "daemon/publish_pool.h"
+#include "daemon/readiness.h"
 #include "daemon/sd_notify.h"
 #include "daemon/served_state.h"
 #include "daemon/status_report.h"
@@ -35,19 +36,6 @@
 
 namespace wd {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
-      .count();
-}
-
-int64_t UnixNow() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // A uv_timer_t owned by a unique_ptr-like wrapper: closing frees it.
 class Timer {
@@ -87,21 +75,16 @@ class Timer {
   std::function<void()> fn_;
 };
 
-struct Candidate {
-  uint64_t seq = 0;  // order of first sight: bundles are claimed in arrival order
-  uint64_t signature = 0;
-  int64_t last_change_ms = 0;
-  bool arrived_whole = false;  // moved in by rename: complete at once
-  bool ready_marker = false;
-  bool busy = false;  // a probe or claim is under way
-  int64_t incomplete_since_ms = 0;
-  std::set<std::string> subdirs;  // watched folders inside (relative)
-};
-
+// One drop folder being watched. Work on a worker refers to it by id: a
+// watch removed by a reload is gone at once, and a completion that finds no
+// watch under its id drops its result (a claim's job still runs).
 struct Watch {
+  Watch(uint64_t watch_id, const WatchConfig& c)
+      : id(watch_id), cfg(c), readiness(c.settle.count(), SteadyMs) {}
+  const uint64_t id;
   WatchConfig cfg;
+  Readiness readiness;
   int root_wd = -1;
-  std::map<std::string, Candidate> entries;
   bool ready = false;      // start-up recovery done, watching
   bool attempted = false;  // recovery ran at least once (ready or not)
   bool scanning = false;
@@ -110,30 +93,6 @@ struct Watch {
   std::unique_ptr<Timer> scan_timer, settle_timer, rescan_timer;
   bool pruning = false;
   int64_t last_prune_ms = 0;
-  std::set<std::string> warned;      // names already warned about
-  std::vector<std::string> ignored;  // not bundles, as of the last scan
-};
-
-// How far a running publish is: bytes_total once planned, bytes_done as
-// shards are written.
-struct PublishProgress {
-  std::atomic<uint64_t> bytes_done{0};
-  std::atomic<uint64_t> bytes_total{0};
-  std::atomic<int64_t> started_ms{0};
-};
-
-struct Job {
-  WatchConfig cfg;
-  Claimed claimed;
-  std::string model;
-  Status pre_error;  // not ok when the job must fail without publishing
-  // A bundle quarantined for crashing the daemon: its path in the crash log
-  // (processing/... or the drop folder), resolved once it is in failed/.
-  std::string crash_key;
-  int attempts = 0;
-  bool recovered = false;
-  // Written by the worker publishing it, read by the loop for status.
-  std::shared_ptr<PublishProgress> progress = std::make_shared<PublishProgress>();
 };
 
 // A bundle found at start: in processing/, or in the drop folder after it
@@ -144,32 +103,14 @@ struct Recovered {
   std::string crash_key;
 };
 
-struct Outcome {
-  enum Kind { kPublished, kUnchanged, kFailed, kRetry } kind = kFailed;
-  int version = 0;
-  std::string version_dir;
-  std::string bundle_path;  // where the bundle is now
-  std::string error;
-  bool unreadable = false;  // a kRetry because this bundle could not be read
-  uint64_t bytes = 0;
-  double seconds = 0;
-  std::vector<std::string> warnings;
-};
-
-struct ModelQueue {
-  std::deque<Job> jobs;
-  bool running = false;
-  std::unique_ptr<Timer> retry_timer;
-};
-
+// What an inotify watch descriptor watches.
 struct WdTarget {
-  Watch* watch = nullptr;
+  uint64_t watch = 0;
   std::string entry;  // "" for the drop folder itself
   std::string rel;    // folder inside the entry ("" for its root)
 };
 
 constexpr int64_t kScanDebounceMs = 20;
-constexpr int64_t kMaxBackoffMs = 5 * 60 * 1000;
 
 class Daemon {
  public:
@@ -180,7 +121,8 @@ class Daemon {
         test_hooks_(std::move(hooks)),
         crashes_(std::move(crashes)),
         hooks_(loop),
-        notifier_(SdNotifier::FromEnvironment()) {}
+        notifier_(SdNotifier::FromEnvironment()),
+        pool_(loop) {}
 
   // REQUIRES: loop thread. Starts everything; READY=1 follows once every
   // watch has recovered and is watching.
@@ -191,31 +133,30 @@ class Daemon {
   // --- configuration and watches
   void ApplyConfig(DaemonConfig cfg);
   void AddWatch(const WatchConfig& wc);
-  void Recover(Watch* w);
+  Watch* FindWatch(uint64_t id);
+  void Recover(uint64_t id);
   void RemoveWatch(Watch* w);
-  void OnWatchRecovered(Watch* w, Status st, std::vector<Recovered> found);
+  void OnWatchRecovered(uint64_t id, Status st, std::vector<Recovered> found);
   void MaybeReady();
 
-  // --- readiness
+  // --- readiness (the decisions are Readiness's; this is the I/O)
   void OnInotify(const InotifyWatcher::Event& e);
   void ScheduleScan(Watch* w, int64_t delay_ms = kScanDebounceMs);
   void MaybePrune(Watch* w);
   void Scan(Watch* w);
-  void OnScanned(Watch* w, Result<std::vector<DropEntry>> r);
-  void WatchSubdirs(Watch* w, const std::string& entry, Candidate& c,
-                    const std::vector<std::string>& subdirs);
-  void Unwatch(Watch* w, const std::string& entry, Candidate& c);
+  void OnScanned(uint64_t id, Result<std::vector<DropEntry>> r);
+  void WatchSubdirs(Watch* w, const std::string& entry, const std::vector<std::string>& subdirs);
+  void Unwatch(Watch* w, const std::string& entry);
   void Evaluate(Watch* w);
-  Candidate& Entry(Watch* w, const std::string& name);
   void Probe(Watch* w, const std::string& name);
+  void OnProbed(uint64_t id, const std::string& name, const Status& opened);
   void Claim(Watch* w, const std::string& name);
-  void OnClaimed(Watch* w, const WatchConfig& cfg, const std::string& name, const std::string& id,
-                 const Result<Claimed>& claimed, bool is_link);
+  void OnClaimed(uint64_t id, const WatchConfig& cfg, const std::string& name,
+                 const std::string& claim_id, const Result<Claimed>& claimed, bool is_link);
 
-  // --- publishing
+  // --- publishing (the order is ModelQueues's; the work is RunPublishJob's)
   void Enqueue(Job job);
-  void Pump(const std::string& key);
-  void PumpWaiting();
+  void Pump();
   void RunJob(const std::string& key);
   void OnJobDone(const std::string& key, Outcome o);
   void RunHook(const Job& job, const Outcome& o);
@@ -228,7 +169,6 @@ class Daemon {
   void FinishStop();
   void StatusChanged();
   void WriteStatus();
-  size_t RunningJobs() const;
 
   uv_loop_t* loop_;
   std::string config_path_;
@@ -239,25 +179,21 @@ class Daemon {
   DaemonConfig cfg_;
   HookRunner hooks_;
   SdNotifier notifier_;
+  PublishPool pool_;
   std::unique_ptr<InotifyWatcher> inotify_;
-  std::vector<std::unique_ptr<Watch>> watches_;
-  std::vector<std::unique_ptr<Watch>> retired_;  // removed by a reload
+  std::map<uint64_t, std::unique_ptr<Watch>> watches_;
+  uint64_t next_watch_id_ = 1;
   std::map<int, WdTarget> wds_;
-  std::map<std::string, ModelQueue> queues_;
+  ModelQueues queues_;
   std::vector<uv_signal_t*> signals_;
-  std::unique_ptr<Timer> watchdog_timer_, status_timer_, progress_timer_, stop_timer_;
+  std::unique_ptr<Timer> watchdog_timer_, status_timer_, progress_timer_, stop_timer_, retry_timer_;
   DaemonStatus status_;
-  std::map<std::string, std::vector<std::string>> fed_by_;  // queue key -> drop folders
   bool announced_ready_ = false;
   bool reloading_ = false;
   bool stopping_ = false;
   bool stopped_ = false;
   bool status_writing_ = false;
   bool status_dirty_ = false;
-  uint64_t next_seq_ = 1;
-  // Claims dispatched to workers and not back yet: no job starts ahead of an
-  // earlier claim, so a model's bundles publish in arrival order.
-  std::set<std::string> pending_claims_;
   // Read by workers: a claim that starts after shutdown began is skipped.
   std::shared_ptr<std::atomic<bool>> stop_flag_ = std::make_shared<std::atomic<bool>>(false);
   int exit_code_ = 0;
@@ -271,7 +207,7 @@ Status Daemon::Start(DaemonConfig cfg) {
   if (!ino.ok()) return ino.status();
   inotify_ = std::move(ino).value();
   status_.pid = getpid();
-  status_.started_unix = UnixNow();
+  status_.started_unix = UnixSeconds();
   status_.config = config_path_;
   for (int signum : {SIGHUP, SIGTERM, SIGINT}) {
     auto* s = new uv_signal_t;
@@ -288,6 +224,7 @@ Status Daemon::Start(DaemonConfig cfg) {
   }
   status_timer_ = std::make_unique<Timer>(loop_, [this] { WriteStatus(); });
   progress_timer_ = std::make_unique<Timer>(loop_, [this] { StatusChanged(); });
+  retry_timer_ = std::make_unique<Timer>(loop_, [this] { Pump(); });
   // Before the loop runs: what is served now, and the counters of the last
   // run, so status and metrics are right from the first write.
   status_.models = RestoreModelStatus(cfg, cfg.state_dir + "/status.json");
@@ -300,24 +237,25 @@ void Daemon::ApplyConfig(DaemonConfig cfg) {
   for (const auto& wc : cfg.watches) wanted[wc.drop] = &wc;
   // Watches that went away stop watching; their queued jobs still finish.
   for (auto it = watches_.begin(); it != watches_.end();) {
-    auto found = wanted.find((*it)->cfg.drop);
+    Watch* w = it->second.get();
+    auto found = wanted.find(w->cfg.drop);
     if (found == wanted.end()) {
-      spdlog::info("no longer watching {}", (*it)->cfg.drop);
-      RemoveWatch(it->get());
-      retired_.push_back(std::move(*it));
+      spdlog::info("no longer watching {}", w->cfg.drop);
+      RemoveWatch(w);
       it = watches_.erase(it);
-    } else {
-      Watch* w = it->get();
-      const auto old_rescan = w->cfg.rescan;
-      w->cfg = *found->second;  // new settings for bundles claimed from now on
-      if (w->rescan_timer && w->ready && w->cfg.rescan != old_rescan) {
-        w->rescan_timer->Start(w->cfg.rescan.count(), w->cfg.rescan.count());
-      }
-      wanted.erase(found);
-      ++it;
+      continue;
     }
+    const auto old_rescan = w->cfg.rescan;
+    w->cfg = *found->second;  // new settings for bundles claimed from now on
+    w->readiness.set_settle(w->cfg.settle.count());
+    if (w->ready && w->cfg.rescan != old_rescan) {
+      w->rescan_timer->Start(w->cfg.rescan.count(), w->cfg.rescan.count());
+    }
+    wanted.erase(found);
+    ++it;
   }
   cfg_ = std::move(cfg);
+  pool_.Grow(cfg_.max_parallel_publishes);
   for (const auto& wc : cfg_.watches) {
     if (wanted.count(wc.drop) != 0) AddWatch(wc);
   }
@@ -327,24 +265,35 @@ void Daemon::ApplyConfig(DaemonConfig cfg) {
   }
   StatusChanged();
   MaybeReady();
+  Pump();  // a higher max_parallel_publishes may start more now
 }
 
 void Daemon::AddWatch(const WatchConfig& wc) {
-  auto w = std::make_unique<Watch>();
-  w->cfg = wc;
-  Watch* raw = w.get();
-  w->scan_timer = std::make_unique<Timer>(loop_, [this, raw] { Scan(raw); });
-  w->settle_timer = std::make_unique<Timer>(loop_, [this, raw] { Evaluate(raw); });
-  w->rescan_timer = std::make_unique<Timer>(loop_, [this, raw] {
-    if (raw->ready) {
-      ScheduleScan(raw, 0);
-      MaybePrune(raw);
+  const uint64_t id = next_watch_id_++;
+  auto w = std::make_unique<Watch>(id, wc);
+  w->scan_timer = std::make_unique<Timer>(loop_, [this, id] {
+    if (Watch* w = FindWatch(id)) Scan(w);
+  });
+  w->settle_timer = std::make_unique<Timer>(loop_, [this, id] {
+    if (Watch* w = FindWatch(id)) Evaluate(w);
+  });
+  w->rescan_timer = std::make_unique<Timer>(loop_, [this, id] {
+    Watch* w = FindWatch(id);
+    if (w == nullptr) return;
+    if (w->ready) {
+      ScheduleScan(w, 0);
+      MaybePrune(w);
     } else {
-      Recover(raw);
+      Recover(id);
     }
   });
-  watches_.push_back(std::move(w));
-  Recover(raw);
+  watches_[id] = std::move(w);
+  Recover(id);
+}
+
+Watch* Daemon::FindWatch(uint64_t id) {
+  auto it = watches_.find(id);
+  return it == watches_.end() ? nullptr : it->second.get();
 }
 
 // Runs on a worker thread. Pairs each bundle in processing/ with the crash
@@ -382,8 +331,8 @@ std::vector<Recovered> WithCrashVerdicts(const std::string& drop, const CrashHis
 }
 
 // Recovery needs the disk: layout, leftover staging, bundles in processing/.
-void Daemon::Recover(Watch* raw) {
-  const WatchConfig wc = raw->cfg;
+void Daemon::Recover(uint64_t id) {
+  const WatchConfig wc = FindWatch(id)->cfg;
   auto result = std::make_shared<std::pair<Status, std::vector<Recovered>>>();
   RunOnWorker(
       loop_, "recovering", wc.drop,
@@ -404,17 +353,15 @@ void Daemon::Recover(Watch* raw) {
         }
         result->first = st;
       },
-      [this, raw, result](const Status& fault) {
+      [this, id, result](const Status& fault) {
         if (!fault.ok()) result->first = fault;
-        OnWatchRecovered(raw, result->first, std::move(result->second));
+        OnWatchRecovered(id, result->first, std::move(result->second));
       });
 }
 
-void Daemon::OnWatchRecovered(Watch* w, Status st, std::vector<Recovered> found) {
-  if (stopping_ ||
-      std::none_of(watches_.begin(), watches_.end(), [w](const auto& p) { return p.get() == w; })) {
-    return;
-  }
+void Daemon::OnWatchRecovered(uint64_t id, Status st, std::vector<Recovered> found) {
+  Watch* w = FindWatch(id);
+  if (stopping_ || w == nullptr) return;
   w->attempted = true;
   if (!st.ok()) {
     spdlog::error("watch {}: {} (retrying in {}ms)", w->cfg.drop, st.message(),
@@ -453,7 +400,7 @@ void Daemon::OnWatchRecovered(Watch* w, Status st, std::vector<Recovered> found)
   auto wd = inotify_->Add(w->cfg.drop);
   if (wd.ok()) {
     w->root_wd = *wd;
-    wds_[*wd] = {w, "", ""};
+    wds_[*wd] = {id, "", ""};
   } else {
     spdlog::warn("{}; relying on the periodic rescan", wd.status().message());
   }
@@ -467,8 +414,8 @@ void Daemon::OnWatchRecovered(Watch* w, Status st, std::vector<Recovered> found)
 
 void Daemon::MaybeReady() {
   if (stopping_) return;
-  const bool all =
-      std::all_of(watches_.begin(), watches_.end(), [](const auto& w) { return w->attempted; });
+  const bool all = std::all_of(watches_.begin(), watches_.end(),
+                               [](const auto& w) { return w.second->attempted; });
   if (!all) return;
   if (!announced_ready_ || reloading_) {
     status_.state = "running";  // before STATUS=: READY=1 never says "reloading"
@@ -481,7 +428,7 @@ void Daemon::MaybeReady() {
 
 void Daemon::RemoveWatch(Watch* w) {
   for (auto it = wds_.begin(); it != wds_.end();) {
-    if (it->second.watch == w) {
+    if (it->second.watch == w->id) {
       inotify_->Remove(it->first);
       it = wds_.erase(it);
     } else {
@@ -500,7 +447,7 @@ void Daemon::OnInotify(const InotifyWatcher::Event& e) {
   if (stopping_) return;
   if (e.mask & IN_Q_OVERFLOW) {
     spdlog::warn("inotify queue overflowed: rescanning every drop folder");
-    for (auto& w : watches_) ScheduleScan(w.get(), 0);
+    for (auto& [id, w] : watches_) ScheduleScan(w.get(), 0);
     return;
   }
   auto it = wds_.find(e.wd);
@@ -509,28 +456,22 @@ void Daemon::OnInotify(const InotifyWatcher::Event& e) {
     wds_.erase(it);
     return;
   }
-  WdTarget t = it->second;
-  Watch* w = t.watch;
+  const WdTarget t = it->second;
+  Watch* w = FindWatch(t.watch);
+  if (w == nullptr) return;
   if (t.entry.empty()) {  // the drop folder itself
     if (e.mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
       spdlog::error("drop folder {} was removed or moved; relying on the rescan", w->cfg.drop);
       return;
     }
     if (e.name.empty() || e.name == ".weightdrop") return;
-    Candidate& c = Entry(w, e.name);
-    c.last_change_ms = NowMs();
-    if (e.mask & IN_MOVED_TO) c.arrived_whole = true;
-    if (e.mask & (IN_MOVED_FROM | IN_DELETE)) c.arrived_whole = false;
+    w->readiness.OnEntryEvent(e.name, (e.mask & IN_MOVED_TO) != 0,
+                              (e.mask & (IN_MOVED_FROM | IN_DELETE)) != 0);
     ScheduleScan(w);
     return;
   }
-  auto entry = w->entries.find(t.entry);
-  if (entry == w->entries.end()) return;
-  entry->second.last_change_ms = NowMs();
-  if (t.rel.empty() && e.name == ".ready" &&
-      (e.mask & (IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE))) {
-    entry->second.ready_marker = true;
-  }
+  w->readiness.OnInsideEvent(t.entry, t.rel.empty() && e.name == ".ready" &&
+                                          (e.mask & (IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE)));
   ScheduleScan(w);
 }
 
@@ -553,7 +494,7 @@ void Daemon::MaybePrune(Watch* w) {
     if (k.max_age.count() > 0) age = std::min<int64_t>(age, k.max_age.count());
   }
   const int64_t every = std::clamp<int64_t>(age / 10, 1000, 3600 * 1000);
-  const int64_t now = NowMs();
+  const int64_t now = SteadyMs();
   if (w->pruning || now - w->last_prune_ms < every) return;
   w->pruning = true;
   w->last_prune_ms = now;
@@ -561,9 +502,7 @@ void Daemon::MaybePrune(Watch* w) {
   RunOnWorker(
       loop_, "pruning the archives of", c.drop,
       [cfg = c, removed] {
-        const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count();
+        const int64_t now_ms = UnixSeconds() * 1000;
         for (const auto& [kind, keep] :
              {std::pair{"done", cfg.keep_done}, std::pair{"failed", cfg.keep_failed}}) {
           auto r = PruneArchive(cfg.drop, kind, keep, now_ms);
@@ -575,75 +514,47 @@ void Daemon::MaybePrune(Watch* w) {
           for (const auto& n : *r) removed->push_back(std::string(kind) + "/" + n);
         }
       },
-      [this, w, removed](const Status& fault) {
+      [this, id = w->id, removed](const Status& fault) {
         if (!fault.ok()) spdlog::warn("{}", fault.message());
         for (const auto& n : *removed) spdlog::info("removed {} (past its retention)", n);
-        auto live = std::find_if(watches_.begin(), watches_.end(),
-                                 [w](const auto& p) { return p.get() == w; });
-        if (live != watches_.end()) w->pruning = false;
+        if (Watch* live = FindWatch(id)) live->pruning = false;
       });
 }
 
 void Daemon::Scan(Watch* w) {
   if (stopping_ || w->scanning) return;
   w->scanning = true;
-  w->scan_started_ms = NowMs();
+  w->scan_started_ms = SteadyMs();
   const std::string drop = w->cfg.drop;
   auto out = std::make_shared<Result<std::vector<DropEntry>>>(Status::Environment("not scanned"));
   RunOnWorker(
       loop_, "scanning", drop, [drop, out] { *out = ScanDrop(drop); },
-      [this, w, out](const Status& fault) {
+      [this, id = w->id, out](const Status& fault) {
         if (!fault.ok()) *out = fault;
-        OnScanned(w, std::move(*out));
+        OnScanned(id, std::move(*out));
       });
 }
 
-void Daemon::OnScanned(Watch* w, Result<std::vector<DropEntry>> r) {
+void Daemon::OnScanned(uint64_t id, Result<std::vector<DropEntry>> r) {
+  Watch* w = FindWatch(id);
+  if (w == nullptr) return;
   w->scanning = false;
-  if (!w->ready || stopping_) return;  // removed or stopping meanwhile
+  if (!w->ready || stopping_) return;
   if (!r.ok()) {
     spdlog::error("cannot scan {}: {}", w->cfg.drop, r.status().message());
     return;
   }
-  const int64_t now = NowMs();
-  std::set<std::string> seen;
-  // Entries first seen by this scan are numbered in the order they arrived.
-  std::stable_sort(r->begin(), r->end(),
-                   [](const DropEntry& a, const DropEntry& b) { return a.ctime_ns < b.ctime_ns; });
-  const std::vector<std::string> ignored_before = std::move(w->ignored);
-  w->ignored.clear();
+  std::vector<std::pair<std::string, std::vector<std::string>>> subdirs;
   for (const DropEntry& e : *r) {
-    if (!IsBundleCandidate(e)) {
-      if (w->warned.insert(e.name).second) {
-        spdlog::warn("{}/{}: {} (ignored)", w->cfg.drop, e.name, WhyNotABundle(e));
-      }
-      w->ignored.push_back(e.name);
-      w->entries.erase(e.name);
-      continue;
-    }
-    seen.insert(e.name);
-    Candidate& c = Entry(w, e.name);
-    if (c.signature != e.signature) {
-      if (c.signature != 0) c.incomplete_since_ms = 0;
-      c.signature = e.signature;
-      c.last_change_ms = now;
-    }
-    if (e.ready_marker) c.ready_marker = true;
-    WatchSubdirs(w, e.name, c, e.subdirs);
+    if (IsBundleCandidate(e)) subdirs.emplace_back(e.name, e.subdirs);
   }
-  // An entry an event touched after this scan listed the folder (a bundle
-  // renamed in meanwhile) is not gone: forgetting it would forget that it
-  // arrived whole, and make it wait for settle.
-  for (auto it = w->entries.begin(); it != w->entries.end();) {
-    if (seen.count(it->first) == 0 && !it->second.busy &&
-        it->second.last_change_ms < w->scan_started_ms) {
-      Unwatch(w, it->first, it->second);
-      it = w->entries.erase(it);
-    } else {
-      ++it;
-    }
+  const Readiness::Scanned s = w->readiness.ApplyScan(std::move(*r), w->scan_started_ms);
+  for (const auto& [name, why] : s.first_ignored) {
+    spdlog::warn("{}/{}: {} (ignored)", w->cfg.drop, name, why);
   }
-  if (w->ignored != ignored_before) StatusChanged();
+  for (const auto& name : s.gone) Unwatch(w, name);
+  for (const auto& [name, dirs] : subdirs) WatchSubdirs(w, name, dirs);
+  if (s.ignored_changed) StatusChanged();
   if (w->scan_again) {
     w->scan_again = false;
     ScheduleScan(w);
@@ -651,77 +562,49 @@ void Daemon::OnScanned(Watch* w, Result<std::vector<DropEntry>> r) {
   Evaluate(w);
 }
 
-void Daemon::WatchSubdirs(Watch* w, const std::string& entry, Candidate& c,
+void Daemon::WatchSubdirs(Watch* w, const std::string& entry,
                           const std::vector<std::string>& subdirs) {
+  Candidate* c = w->readiness.Find(entry);
+  if (c == nullptr) return;
   std::vector<std::string> all = subdirs;
   all.push_back("");  // the entry folder itself (for a folder bundle)
   for (const auto& rel : all) {
-    if (c.subdirs.count(rel) != 0) continue;
+    if (c->subdirs.count(rel) != 0) continue;
     const std::string path = w->cfg.drop + "/" + entry + (rel.empty() ? "" : "/" + rel);
     if (rel.empty() && !std::filesystem::is_directory(std::filesystem::symlink_status(path))) {
       continue;
     }
     auto wd = inotify_->Add(path);
     if (!wd.ok()) continue;
-    wds_[*wd] = {w, entry, rel};
-    c.subdirs.insert(rel);
+    wds_[*wd] = {w->id, entry, rel};
+    c->subdirs.insert(rel);
   }
 }
 
-void Daemon::Unwatch(Watch* w, const std::string& entry, Candidate& c) {
+void Daemon::Unwatch(Watch* w, const std::string& entry) {
   for (auto it = wds_.begin(); it != wds_.end();) {
-    if (it->second.watch == w && it->second.entry == entry) {
+    if (it->second.watch == w->id && it->second.entry == entry) {
       inotify_->Remove(it->first);
       it = wds_.erase(it);
     } else {
       ++it;
     }
   }
-  c.subdirs.clear();
-}
-
-Candidate& Daemon::Entry(Watch* w, const std::string& name) {
-  Candidate& c = w->entries[name];
-  if (c.seq == 0) c.seq = next_seq_++;
-  return c;
+  if (Candidate* c = w->readiness.Find(entry)) c->subdirs.clear();
 }
 
 void Daemon::Evaluate(Watch* w) {
   if (stopping_ || !w->ready) return;
-  const int64_t now = NowMs();
-  const int64_t settle = w->cfg.settle.count();
-  int64_t next_due = -1;
-  std::vector<std::string> claim, probe;
-  for (auto& [name, c] : w->entries) {
-    if (c.busy || c.signature == 0) continue;
-    if (c.arrived_whole || c.ready_marker) {
-      claim.push_back(name);
-      continue;
-    }
-    const int64_t due = c.last_change_ms + settle;
-    if (now >= due && (c.incomplete_since_ms == 0 || now >= c.incomplete_since_ms + settle)) {
-      probe.push_back(name);
-    } else {
-      const int64_t at = std::max(due, c.incomplete_since_ms + settle);
-      if (next_due < 0 || at < next_due) next_due = at;
-    }
-  }
-  auto by_arrival = [w](const std::string& a, const std::string& b) {
-    return w->entries[a].seq < w->entries[b].seq;
-  };
-  std::sort(claim.begin(), claim.end(), by_arrival);
-  std::sort(probe.begin(), probe.end(), by_arrival);
-  for (const auto& n : claim) Claim(w, n);
-  for (const auto& n : probe) Probe(w, n);
-  if (next_due >= 0) w->settle_timer->Start(next_due - now + 1);
+  const Readiness::Due due = w->readiness.Evaluate();
+  for (const auto& n : due.claim) Claim(w, n);
+  for (const auto& n : due.probe) Probe(w, n);
+  if (due.next_in_ms >= 0) w->settle_timer->Start(due.next_in_ms + 1);
 }
 
 // A settled bundle is opened once before it is claimed: a file still being
 // written (zip without its central directory, .npy shorter than its header)
 // is "not yet complete" and stays where it is.
 void Daemon::Probe(Watch* w, const std::string& name) {
-  Candidate& c = w->entries[name];
-  c.busy = true;
   const std::string path = w->cfg.drop + "/" + name;
   auto st = std::make_shared<Status>();
   RunOnWorker(
@@ -734,65 +617,64 @@ void Daemon::Probe(Watch* w, const std::string& name) {
         }
         if (crashes->count(path) != 0) NoteCrashResolved(path);
       },
-      [this, w, name, st](const Status& fault) {
+      [this, id = w->id, name, st](const Status& fault) {
         // An internal error is not "incomplete": the bundle is claimed and
         // its publish reports (and quarantines) whatever fails.
-        if (!fault.ok()) *st = fault;
-        if (!w->ready || stopping_) return;
-        auto it = w->entries.find(name);
-        if (it == w->entries.end()) return;
-        Candidate& c = it->second;
-        c.busy = false;
-        const int64_t now = NowMs();
-        if (st->kind() == ErrorKind::kIncomplete && !st->ok()) {
-          if (c.incomplete_since_ms == 0) c.incomplete_since_ms = now;
-          const int64_t grace = std::max<int64_t>(30000, 10 * w->cfg.settle.count());
-          if (now - c.last_change_ms < grace) {
-            spdlog::debug("{}: not yet complete ({})", name, st->message());
-            w->settle_timer->Start(w->cfg.settle.count());
-            return;
-          }
-          spdlog::warn("{}: still incomplete after {}s without change: failing it", name,
-                       grace / 1000);
-        }
-        Claim(w, name);
+        OnProbed(id, name, fault.ok() ? *st : fault);
       });
 }
 
+void Daemon::OnProbed(uint64_t id, const std::string& name, const Status& opened) {
+  Watch* w = FindWatch(id);
+  if (w == nullptr || !w->ready || stopping_) return;
+  bool gave_up = false;
+  switch (w->readiness.OnProbed(name, opened, &gave_up)) {
+    case Readiness::AfterProbe::kGone:
+      return;
+    case Readiness::AfterProbe::kWait:
+      spdlog::debug("{}: not yet complete ({})", name, opened.message());
+      w->settle_timer->Start(w->cfg.settle.count());
+      return;
+    case Readiness::AfterProbe::kClaim:
+      if (gave_up) {
+        spdlog::warn("{}: still incomplete after {}s without change: failing it", name,
+                     std::max<int64_t>(30000, 10 * w->cfg.settle.count()) / 1000);
+      }
+      Claim(w, name);
+      return;
+  }
+}
+
 void Daemon::Claim(Watch* w, const std::string& name) {
-  Candidate& c = w->entries[name];
-  c.busy = true;
-  Unwatch(w, name, c);
+  Unwatch(w, name);
   const WatchConfig cfg = w->cfg;
   // The id is taken here, on the loop, in arrival order; claims finish on
   // workers in any order and the queue sorts them back by id.
-  const std::string id = NewClaimId();
-  pending_claims_.insert(id);
+  const std::string claim_id = NewClaimId();
+  queues_.ClaimStarted(claim_id);
   auto out = std::make_shared<Result<Claimed>>(Status::Incomplete("not claimed"));
   auto is_link = std::make_shared<bool>(false);
   RunOnWorker(
       loop_, "claiming", cfg.drop + "/" + name,
-      [cfg, name, id, out, is_link, stop = stop_flag_] {
+      [cfg, name, claim_id, out, is_link, stop = stop_flag_] {
         if (stop->load()) return;  // shutting down: leave it in the drop folder
         std::error_code ec;
         if (std::filesystem::is_symlink(cfg.drop + "/" + name, ec)) {
           *is_link = true;
           return;
         }
-        *out = ClaimBundle(cfg.drop, name, id);
+        *out = ClaimBundle(cfg.drop, name, claim_id);
       },
-      [this, w, cfg, name, id, out, is_link](const Status& fault) {
+      [this, id = w->id, cfg, name, claim_id, out, is_link](const Status& fault) {
         if (!fault.ok()) *out = fault;
-        OnClaimed(w, cfg, name, id, *out, *is_link);
+        OnClaimed(id, cfg, name, claim_id, *out, *is_link);
       });
 }
 
-void Daemon::OnClaimed(Watch* w, const WatchConfig& cfg, const std::string& name,
-                       const std::string& id, const Result<Claimed>& claimed, bool is_link) {
-  pending_claims_.erase(id);
-  auto live =
-      std::find_if(watches_.begin(), watches_.end(), [w](const auto& p) { return p.get() == w; });
-  if (live != watches_.end()) w->entries.erase(name);
+void Daemon::OnClaimed(uint64_t id, const WatchConfig& cfg, const std::string& name,
+                       const std::string& claim_id, const Result<Claimed>& claimed, bool is_link) {
+  queues_.ClaimFinished(claim_id);
+  if (Watch* w = FindWatch(id)) w->readiness.Forget(name);
   if (is_link) {
     spdlog::warn("{}/{}: is a symbolic link; weightdrop never follows links (ignored)", cfg.drop,
                  name);
@@ -813,228 +695,68 @@ void Daemon::OnClaimed(Watch* w, const WatchConfig& cfg, const std::string& name
                 .recovered = false,
                 .progress = std::make_shared<PublishProgress>()});
   }
-  // Queues held back for this claim may go now.
-  for (const auto& [key, q] : queues_) Pump(key);
+  Pump();  // queues held back for this claim may go now
 }
 
 // ---------------------------------------------------------------- publishing
 
-std::string QueueKey(const Job& j) {
-  return j.cfg.serve + "/" + (j.model.empty() ? "(invalid model)" : j.model);
-}
-
 void Daemon::Enqueue(Job job) {
   const std::string key = QueueKey(job);
+  const std::string model = job.model, drop = job.cfg.drop, serve = job.cfg.serve;
+  const std::vector<std::string> shared = queues_.Enqueue(std::move(job));
   // One model fed from two drop folders (a template such as {stem} shared by
   // two watches on one serve root): legal, but each replaces the other's
   // versions. Told once per folder, and shown in status.
-  if (!job.model.empty()) {
-    std::vector<std::string>& drops = fed_by_[key];
-    if (std::find(drops.begin(), drops.end(), job.cfg.drop) == drops.end()) {
-      drops.push_back(job.cfg.drop);
-      if (drops.size() > 1) {
-        spdlog::warn(
-            "model {} in {} is now fed by {} drop folders ({} and {}): each replaces "
-            "the other's versions",
-            job.model, job.cfg.serve, drops.size(), drops.front(), job.cfg.drop);
-        status_.shared_models[key] = drops;
-      }
-    }
+  if (!shared.empty()) {
+    spdlog::warn(
+        "model {} in {} is now fed by {} drop folders ({} and {}): each replaces "
+        "the other's versions",
+        model, serve, shared.size(), shared.front(), drop);
+    status_.shared_models[key] = shared;
   }
-  ModelQueue& q = queues_[key];
-  // Recovered bundles first, then claim order (ids sort by claim time).
-  auto before = [](const Job& a, const Job& b) {
-    if (a.recovered != b.recovered) return a.recovered;
-    return a.claimed.id < b.claimed.id;
-  };
-  auto pos = q.jobs.begin() + (q.running ? 1 : 0);
-  while (pos != q.jobs.end() && !before(job, *pos)) ++pos;
-  q.jobs.insert(pos, std::move(job));
   StatusChanged();
-  Pump(key);
+  Pump();
 }
 
-// After a publish ends: the models waiting for a free slot, earliest claim
-// first.
-void Daemon::PumpWaiting() {
-  std::vector<std::pair<std::string, std::string>> waiting;  // (front claim id, key)
-  for (const auto& [key, q] : queues_) {
-    if (!q.running && !q.jobs.empty()) waiting.emplace_back(q.jobs.front().claimed.id, key);
-  }
-  std::sort(waiting.begin(), waiting.end());
-  for (const auto& [id, key] : waiting) Pump(key);
-}
-
-void Daemon::Pump(const std::string& key) {
-  ModelQueue& q = queues_[key];
-  if (stopping_ || q.running || q.jobs.empty() || (q.retry_timer && q.retry_timer->active())) {
-    return;
-  }
-  const Job& next = q.jobs.front();
-  if (!next.recovered && !pending_claims_.empty() && *pending_claims_.begin() < next.claimed.id) {
-    return;  // an earlier claim is still on its way; its Enqueue pumps again
-  }
-  // Publishes get at most max_parallel_publishes of the pool's threads, so
-  // scans, claims and status writes always find one free.
-  if (RunningJobs() >= static_cast<size_t>(cfg_.max_parallel_publishes)) return;
-  q.running = true;
-  StatusChanged();
-  RunJob(key);
-}
-
-// What failed/<name>.error.txt adds when the fault is weightdrop's own.
-constexpr const char* kInternalFaultNote =
-    "weightdrop's own fault (an internal error or a crash), not a verdict on this bundle's "
-    "content. It is safe to drop the bundle again after upgrading weightdrop; please report "
-    "this file.";
-
-// Runs on a worker thread: publishes the bundle, or nothing when the job
-// carries an error already. Anything thrown is a kInternal error naming it.
-Status PublishClaimed(const Job& job, const DaemonTestHooks& hooks, Outcome* out) {
-  if (!job.pre_error.ok()) return job.pre_error;
-  CrashScope scope(job.claimed.path);
-  return CatchInternal("publishing", job.claimed.path, [&]() -> Status {
-    if (hooks.before_publish) hooks.before_publish(job.claimed.path);
-    const std::string dropped = job.cfg.drop + "/" + job.claimed.name;
-    PublishSettings s{.serve_root = job.cfg.serve,
-                      .model = job.model,
-                      .keep_versions = job.cfg.keep_versions,
-                      .skip_if_unchanged = true,
-                      .options = job.cfg.options,
-                      .source_path = dropped,
-                      .on_planned = [&](const Plan& plan) {
-                        uint64_t bytes = 0;
-                        size_t weights = 0;
-                        for (const auto& g : plan.groups) {
-                          bytes += g.total_bytes;
-                          weights += g.weights.size();
-                        }
-                        job.progress->bytes_total.store(bytes);
-                        spdlog::info("publishing {} as {} ({:.1f} MiB, {} weights)", dropped,
-                                     job.model, bytes / 1048576.0, weights);
-                      }};
-    job.progress->started_ms.store(NowMs());
-    auto progress = [&](const Progress& p) { job.progress->bytes_done.store(p.bytes_done); };
-    WD_ASSIGN_OR_RETURN(BundlePublish r,
-                        PublishBundle(job.claimed.path, s, DefaultFileSystem(), progress));
-    out->kind = r.result.unchanged ? Outcome::kUnchanged : Outcome::kPublished;
-    out->version = r.result.version;
-    out->version_dir = r.result.version_dir;
-    out->warnings = r.result.warnings;
-    for (const auto& g : r.plan.groups) out->bytes += g.total_bytes;
-    return Status::Ok();
-  });
-}
-
-// What failed/<name>.error.txt adds when weightdrop could not read the bundle.
-std::string UnreadableNote(int attempts) {
-  const uid_t uid = geteuid();
-  std::string user = std::to_string(uid);
-  std::vector<char> buf(4096);
-  passwd pw{};
-  passwd* found = nullptr;
-  if (getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr) {
-    user = std::string(found->pw_name) + " (uid " + std::to_string(uid) + ")";
-  }
-  return "weightdrop could not read this bundle in " + std::to_string(attempts) +
-         " attempts. It runs as user " + user +
-         ": make the bundle (and, for a folder, everything in it) readable to that user, "
-         "e.g. `chmod g+r` with the uploaders' group as its group (`chgrp`), or `chmod a+r`; "
-         "then drop it again. A disk I/O error needs the disk looked at.";
-}
-
-// Runs on a worker thread: after the publish, moves the bundle to done/ (or
-// deletes it), to failed/ for a fault of the bundle's or of weightdrop's, or
-// leaves it in processing/ for a retry: always for a fault of the machine or
-// the serve side (every bundle would fail), and `bundle_retries` times in all
-// for a bundle that cannot be read (docs/operations.md, "Faults").
-Status SettleBundle(const Job& job, const Status& given, int bundle_retries, Outcome* out) {
-  // Name the bundle as it was dropped: its processing/ path means nothing to
-  // an uploader and is gone once it is archived.
-  std::string text = given.message();
-  const std::string dropped = job.cfg.drop + "/" + job.claimed.name;
-  for (size_t at = text.find(job.claimed.path); at != std::string::npos;
-       at = text.find(job.claimed.path, at + dropped.size())) {
-    text.replace(at, job.claimed.path.size(), dropped);
-  }
-  const Status error = given.ok() ? given : Status::Error(given.kind(), text, given.sys_errno());
-  const bool unreadable = !error.ok() && error.kind() == ErrorKind::kUnreadable;
-  if ((!error.ok() && error.kind() == ErrorKind::kEnvironment) ||
-      (unreadable && job.attempts + 1 < bundle_retries)) {
-    out->kind = Outcome::kRetry;
-    out->unreadable = unreadable;
-    out->error = error.message();
-    out->bundle_path = job.claimed.path;
-    return Status::Ok();
-  }
-  if (!error.ok()) {
-    out->kind = Outcome::kFailed;
-    out->error = error.message();
-    const bool ours = error.kind() == ErrorKind::kInternal;
-    auto moved = QuarantineBundle(job.cfg.drop, job.claimed, error.message(),
-                                  ours         ? kInternalFaultNote
-                                  : unreadable ? UnreadableNote(job.attempts + 1)
-                                               : "");
-    if (moved.ok()) {
-      out->bundle_path = *moved;
-    } else {
-      out->kind = Outcome::kRetry;
-      out->error =
-          error.message() + "; and moving it to failed/ failed: " + moved.status().message();
-    }
-    return Status::Ok();
-  }
-  if (job.cfg.on_success == OnSuccess::kDelete) {
-    Status d = DeleteBundle(job.cfg.drop, job.claimed);
-    out->bundle_path = job.claimed.path;
-    if (!d.ok()) out->warnings.push_back(d.message());
+// Starts what may start: a free publish slot goes to the model whose next
+// bundle was claimed first. Re-arms the retry timer for models in backoff.
+void Daemon::Pump() {
+  if (stopping_) return;
+  const int64_t now = SteadyMs();
+  const std::vector<std::string> start = queues_.TakeStartable(now, cfg_.max_parallel_publishes);
+  for (const auto& key : start) RunJob(key);
+  if (!start.empty()) StatusChanged();
+  if (auto at = queues_.NextRetryAt(now)) {
+    retry_timer_->Start(*at - now);
   } else {
-    auto moved = ArchiveBundle(job.cfg.drop, job.claimed);
-    out->bundle_path = moved.ok() ? *moved : job.claimed.path;
-    if (!moved.ok()) out->warnings.push_back(moved.status().message());
+    retry_timer_->Stop();
   }
-  return Status::Ok();
 }
 
-// Publishes the job at the front of `key`'s queue on a worker, then moves the
-// bundle to done/ (or deletes it) or to failed/ — all disk work off the loop.
+// Publishes the job at the front of `key`'s queue on a publish thread, then
+// moves the bundle to done/ (or deletes it) or to failed/: all disk work off
+// the loop.
 void Daemon::RunJob(const std::string& key) {
-  const Job job = queues_[key].jobs.front();
+  const Job& job = queues_.queues().at(key).jobs.front();
   auto out = std::make_shared<Outcome>();
-  RunOnWorker(
-      loop_, "publishing", job.claimed.path,
+  pool_.Submit(
+      "publishing", job.claimed.path,
       [job, out, hooks = test_hooks_, crashes = crashes_, retries = cfg_.bundle_retries] {
-        const auto start = Clock::now();
-        const Status error = PublishClaimed(job, hooks, out.get());
-        out->seconds = std::chrono::duration<double>(Clock::now() - start).count();
-        const Status settled = CatchInternal("moving", job.claimed.path, [&] {
-          return SettleBundle(job, error, retries, out.get());
-        });
-        if (!settled.ok()) {  // out of memory even now: try again later
-          out->kind = Outcome::kRetry;
-          out->error = settled.message();
-          out->bundle_path = job.claimed.path;
-          return;
-        }
-        if (out->kind == Outcome::kRetry) return;
-        // The bundle left processing/: earlier crashes on it stop counting.
-        if (crashes->count(job.claimed.path) != 0) NoteCrashResolved(job.claimed.path);
-        if (!job.crash_key.empty()) NoteCrashResolved(job.crash_key);
+        *out = RunPublishJob(job, hooks, *crashes, retries);
       },
-      [this, key, out](const Status& fault) {
-        if (!fault.ok()) {  // the guards above did not hold: retry, never strand
+      [this, key, path = job.claimed.path, out](const Status& fault) {
+        if (!fault.ok()) {  // the guards inside did not hold: retry, never strand
           out->kind = Outcome::kRetry;
           out->error = fault.message();
-          out->bundle_path = queues_[key].jobs.front().claimed.path;
+          out->bundle_path = path;
         }
         OnJobDone(key, std::move(*out));
       });
 }
 
 void Daemon::OnJobDone(const std::string& key, Outcome o) {
-  ModelQueue& q = queues_[key];
-  q.running = false;
-  Job& job = q.jobs.front();
+  ModelQueues::Finished f = queues_.Finish(key, o, SteadyMs(), cfg_.bundle_retry_delay.count());
+  const Job& job = f.job;
   ModelStatus& m = status_.models[key];
   m.model = job.model;
   m.serve = job.cfg.serve;
@@ -1042,23 +764,18 @@ void Daemon::OnJobDone(const std::string& key, Outcome o) {
   for (const auto& w : o.warnings) spdlog::warn("{}: {}", key, w);
   switch (o.kind) {
     case Outcome::kPublished:
+      spdlog::info("published {} version {} from {} ({} bytes, {:.3f}s) -> {}", job.model,
+                   o.version, job.claimed.name, o.bytes, o.seconds, o.version_dir);
+      ++m.publishes;
+      m.bytes += o.bytes;
+      status_.RecordDuration(o.seconds);
+      m.last_result = "published";
+      break;
     case Outcome::kUnchanged:
-      if (o.kind == Outcome::kPublished) {
-        spdlog::info("published {} version {} from {} ({} bytes, {:.3f}s) -> {}", job.model,
-                     o.version, job.claimed.name, o.bytes, o.seconds, o.version_dir);
-        ++m.publishes;
-        m.bytes += o.bytes;
-        status_.RecordDuration(o.seconds);
-        m.last_result = "published";
-      } else {
-        spdlog::info("{} unchanged: {} is identical to the bundle version {} came from", job.model,
-                     job.claimed.name, o.version);
-        ++m.unchanged;
-        m.last_result = "unchanged";
-      }
-      m.current_version = o.version;
-      m.last_success_unix = UnixNow();
-      m.last_error.clear();
+      spdlog::info("{} unchanged: {} is identical to the bundle version {} came from", job.model,
+                   job.claimed.name, o.version);
+      ++m.unchanged;
+      m.last_result = "unchanged";
       break;
     case Outcome::kFailed:
       spdlog::error("failed {}: {} (moved to {})", job.claimed.name, o.error, o.bundle_path);
@@ -1066,36 +783,27 @@ void Daemon::OnJobDone(const std::string& key, Outcome o) {
       m.last_result = "failed";
       m.last_error = o.error;
       break;
-    case Outcome::kRetry: {
-      ++job.attempts;
-      const int64_t first = o.unreadable ? cfg_.bundle_retry_delay.count() : 1000;
-      const int64_t backoff =
-          std::min<int64_t>(kMaxBackoffMs, first << std::min(job.attempts - 1, 20));
+    case Outcome::kRetry:
       if (o.unreadable) {
         spdlog::warn("cannot read {} (attempt {} of {}), trying again in {:.1f}s: {}",
-                     job.claimed.name, job.attempts, cfg_.bundle_retries, backoff / 1000.0,
+                     job.claimed.name, job.attempts, cfg_.bundle_retries, f.backoff_ms / 1000.0,
                      o.error);
       } else {
-        spdlog::warn("retrying {} in {:.1f}s (attempt {}): {}", job.claimed.path, backoff / 1000.0,
-                     job.attempts, o.error);
+        spdlog::warn("retrying {} in {:.1f}s (attempt {}): {}", job.claimed.path,
+                     f.backoff_ms / 1000.0, job.attempts, o.error);
       }
       m.last_result = "retrying";
       m.last_error = o.error;
-      if (!q.retry_timer) {
-        q.retry_timer = std::make_unique<Timer>(loop_, [this, key] { Pump(key); });
-      }
-      q.retry_timer->Start(backoff);
-      StatusChanged();
-      PumpWaiting();
-      MaybeFinishStop();
-      return;
-    }
+      break;
   }
-  RunHook(job, o);
-  q.jobs.pop_front();
+  if (o.kind == Outcome::kPublished || o.kind == Outcome::kUnchanged) {
+    m.current_version = o.version;
+    m.last_success_unix = UnixSeconds();
+    m.last_error.clear();
+  }
+  if (!f.retry) RunHook(job, o);
   StatusChanged();
-  Pump(key);
-  PumpWaiting();
+  Pump();
   MaybeFinishStop();
 }
 
@@ -1168,26 +876,18 @@ void Daemon::Reload() {
       });
 }
 
-size_t Daemon::RunningJobs() const {
-  size_t n = 0;
-  for (const auto& [k, q] : queues_) n += q.running ? 1 : 0;
-  return n;
-}
-
 void Daemon::BeginStop() {
   stopping_ = true;
   stop_flag_->store(true);
   status_.state = "stopping";
   notifier_.Notify("STOPPING=1");
-  for (auto& w : watches_) RemoveWatch(w.get());
-  for (auto& [k, q] : queues_) {
-    if (q.retry_timer) q.retry_timer->Close();
-  }
+  for (auto& [id, w] : watches_) RemoveWatch(w.get());
+  retry_timer_->Close();
   stop_timer_ = std::make_unique<Timer>(loop_, [this] {
     spdlog::warn(
         "shutdown_timeout reached with {} publishes running: exiting; their bundles stay "
         "in processing/ and are published at the next start",
-        RunningJobs());
+        queues_.running());
     spdlog::default_logger()->flush();
     std::_Exit(0);
   });
@@ -1196,7 +896,7 @@ void Daemon::BeginStop() {
 }
 
 void Daemon::MaybeFinishStop() {
-  if (!stopping_ || stopped_ || RunningJobs() > 0 || hooks_.running() > 0) return;
+  if (!stopping_ || stopped_ || queues_.running() > 0 || hooks_.running() > 0) return;
   FinishStop();
 }
 
@@ -1214,6 +914,8 @@ void Daemon::FinishStop() {
   if (status_timer_) status_timer_->Close();
   if (progress_timer_) progress_timer_->Close();
   if (stop_timer_) stop_timer_->Close();
+  if (retry_timer_) retry_timer_->Close();
+  pool_.Close();
   hooks_.KillAll();
   spdlog::info("stopped");
 }
@@ -1223,12 +925,12 @@ void Daemon::FinishStop() {
 void Daemon::StatusChanged() {
   status_.watches.clear();
   std::map<std::string, WatchStatus> by_drop;
-  for (const auto& w : watches_) {
-    by_drop[w->cfg.drop] = {w->cfg.drop, w->cfg.serve, 0, 0, w->ignored};
+  for (const auto& [id, w] : watches_) {
+    by_drop[w->cfg.drop] = {w->cfg.drop, w->cfg.serve, 0, 0, w->readiness.ignored()};
   }
   status_.publishing.clear();
-  const int64_t now = NowMs();
-  for (const auto& [key, q] : queues_) {
+  const int64_t now = SteadyMs();
+  for (const auto& [key, q] : queues_.queues()) {
     for (size_t i = 0; i < q.jobs.size(); ++i) {
       const Job& job = q.jobs[i];
       if (i == 0 && q.running) {
@@ -1322,10 +1024,6 @@ int RunDaemon(const std::string& config_arg, const DaemonTestHooks& hooks) {
     spdlog::error("{}", log.message());
     return 1;
   }
-  // Publishes of different models, scans, claims and status writes share
-  // libuv's pool; the default of 4 threads would let 4 slow publishes stall
-  // everything else.
-  setenv("UV_THREADPOOL_SIZE", "16", 0);
   spdlog::info("weightdrop {} starting (config {}, {} kernels)", WD_VERSION, config_path,
                KernelPathName(ActiveKernelPath()));
   // One daemon per state_dir, before anything touches the folders. Held

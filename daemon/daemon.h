@@ -1,4 +1,4 @@
-// Daemon: `weightdrop run` (SPEC §5). One libuv loop watches the drop
+// Daemon: `weightdrop run` (docs/operations.md). One libuv loop watches the drop
 // folders, decides when a bundle is ready, claims it, queues it per model and
 // hands publishing to worker threads; it only records state on the loop.
 // Hooks, signals, sd_notify, status files and reloads hang off the same loop.
