@@ -54,8 +54,8 @@ std::vector<std::string> ModelQueues::TakeStartable(int64_t now_ms, int max_para
   return out;
 }
 
-ModelQueues::Finished ModelQueues::Finish(const std::string& key, const Outcome& o,
-                                          int64_t now_ms, int64_t bundle_retry_delay_ms) {
+ModelQueues::Finished ModelQueues::Finish(const std::string& key, const Outcome& o, int64_t now_ms,
+                                          int64_t bundle_retry_delay_ms) {
   Queue& q = queues_.at(key);
   q.running = false;
   Finished f;

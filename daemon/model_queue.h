@@ -31,14 +31,14 @@ std::string QueueKey(const Job& job);
 class ModelQueues {
  public:
   struct Queue {
-    std::deque<Job> jobs;      // the front one runs when `running`
+    std::deque<Job> jobs;  // the front one runs when `running`
     bool running = false;
     int64_t retry_at_ms = 0;  // the front job waits until then after a fault
   };
 
   // After a job ended: the job, and when it is retried.
   struct Finished {
-    Job job;                 // popped, unless retried (then a copy)
+    Job job;  // popped, unless retried (then a copy)
     bool retry = false;
     int64_t backoff_ms = 0;  // when retried
   };

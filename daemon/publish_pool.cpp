@@ -43,7 +43,8 @@ void PublishPool::Submit(const char* doing, std::string subject, std::function<v
   if (threads_.empty()) Grow(1);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    todo_.push_back(Task{doing, std::move(subject), std::move(work), std::move(done), Status::Ok()});
+    todo_.push_back(
+        Task{doing, std::move(subject), std::move(work), std::move(done), Status::Ok()});
   }
   cv_.notify_one();
 }

@@ -83,9 +83,8 @@ TEST_CASE("a bad bundle goes to failed/ with the reason, named as it was dropped
 TEST_CASE("an unreadable bundle is retried bundle_retries times in all, then quarantined") {
   Folders f;
   Job job = f.Claim("m.npy", GoodNpy());
-  const Status unreadable = Status::Error(ErrorKind::kUnreadable,
-                                          job.claimed.path + ": cannot open: Permission denied",
-                                          EACCES);
+  const Status unreadable = Status::Error(
+      ErrorKind::kUnreadable, job.claimed.path + ": cannot open: Permission denied", EACCES);
   for (job.attempts = 0; job.attempts < 4; ++job.attempts) {
     Outcome o;
     SettleBundle(job, unreadable, 5, &o);
@@ -121,13 +120,13 @@ TEST_CASE("an exception while publishing is weightdrop's fault, never the bundle
   hooks.before_publish = [](const std::string&) { throw std::runtime_error("invariant broken"); };
   const Outcome o = RunPublishJob(job, hooks, kNoCrashes, 5);
   CHECK(o.kind == Outcome::kFailed);
-  CHECK(o.error.find("internal error while publishing " + f.drop + "/m.npy") !=
-        std::string::npos);
+  CHECK(o.error.find("internal error while publishing " + f.drop + "/m.npy") != std::string::npos);
   const std::string txt = test::ReadFile(f.drop + "/.weightdrop/failed/m.npy.error.txt");
   CHECK(txt.find("weightdrop's own fault") != std::string::npos);
 }
 
-TEST_CASE("a job carrying an error fails without publishing; on_success delete removes the bundle") {
+TEST_CASE(
+    "a job carrying an error fails without publishing; on_success delete removes the bundle") {
   Folders f;
   Job bad = f.Claim("x.npy", GoodNpy());
   bad.pre_error = Status::Config("model template '{nope}' is not valid");

@@ -106,8 +106,8 @@ TEST_CASE("bundles are taken in arrival order, by the ctime of the first scan") 
 
 TEST_CASE("files that are not bundles are warned about once and listed as ignored") {
   Fixture f;
-  auto s = f.Scan({Fixture::File("notes.txt", 1), Fixture::File("UP.NPZ", 1),
-                   Fixture::File("m.npy", 1)});
+  auto s = f.Scan(
+      {Fixture::File("notes.txt", 1), Fixture::File("UP.NPZ", 1), Fixture::File("m.npy", 1)});
   REQUIRE(s.first_ignored.size() == 2);
   CHECK(s.first_ignored[0].first == "notes.txt");
   CHECK_FALSE(s.first_ignored[0].second.empty());
