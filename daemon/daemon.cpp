@@ -189,7 +189,9 @@ class Daemon {
   std::unique_ptr<Timer> watchdog_timer_, status_timer_, progress_timer_, stop_timer_, retry_timer_;
   DaemonStatus status_;
   bool announced_ready_ = false;
-  bool reloading_ = false;
+  bool reloading_ = false;       // RELOADING=1 sent, READY=1 not yet
+  bool reload_loading_ = false;  // the config file is being read on a worker
+  bool reload_again_ = false;    // a SIGHUP came meanwhile
   bool stopping_ = false;
   bool stopped_ = false;
   bool status_writing_ = false;
@@ -452,16 +454,24 @@ void Daemon::OnInotify(const InotifyWatcher::Event& e) {
   }
   auto it = wds_.find(e.wd);
   if (it == wds_.end()) return;
-  if (e.mask & IN_IGNORED) {
-    wds_.erase(it);
-    return;
-  }
   const WdTarget t = it->second;
   Watch* w = FindWatch(t.watch);
+  if (e.mask & IN_IGNORED) {
+    wds_.erase(it);
+    if (w != nullptr && t.entry.empty() && w->root_wd == e.wd) w->root_wd = -1;
+    return;
+  }
   if (w == nullptr) return;
   if (t.entry.empty()) {  // the drop folder itself
     if (e.mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
-      spdlog::error("drop folder {} was removed or moved; relying on the rescan", w->cfg.drop);
+      // A moved folder keeps its inotify watch: drop it, or its events would
+      // be taken for the configured path. The next scan that finds the
+      // folder again (made anew) watches it and restores .weightdrop/.
+      spdlog::error("drop folder {} was removed or moved; watching for it to come back",
+                    w->cfg.drop);
+      inotify_->Remove(e.wd);
+      wds_.erase(it);
+      w->root_wd = -1;
       return;
     }
     if (e.name.empty() || e.name == ".weightdrop") return;
@@ -528,7 +538,21 @@ void Daemon::Scan(Watch* w) {
   const std::string drop = w->cfg.drop;
   auto out = std::make_shared<Result<std::vector<DropEntry>>>(Status::Environment("not scanned"));
   RunOnWorker(
-      loop_, "scanning", drop, [drop, out] { *out = ScanDrop(drop); },
+      loop_, "scanning", drop,
+      [drop, out] {
+        // A drop folder removed and made again lacks .weightdrop/: without
+        // it no claim could succeed. The folder itself is never recreated.
+        std::error_code ec;
+        if (std::filesystem::is_directory(drop, ec) &&
+            !std::filesystem::is_directory(drop + "/.weightdrop/processing", ec)) {
+          if (Status st = EnsureDropLayout(drop); !st.ok()) {
+            *out = st;
+            return;
+          }
+          spdlog::info("{}: restored .weightdrop/ (the folder was made anew)", drop);
+        }
+        *out = ScanDrop(drop);
+      },
       [this, id = w->id, out](const Status& fault) {
         if (!fault.ok()) *out = fault;
         OnScanned(id, std::move(*out));
@@ -543,6 +567,14 @@ void Daemon::OnScanned(uint64_t id, Result<std::vector<DropEntry>> r) {
   if (!r.ok()) {
     spdlog::error("cannot scan {}: {}", w->cfg.drop, r.status().message());
     return;
+  }
+  if (w->root_wd < 0) {  // its inotify watch was lost (removed, moved, or never set)
+    auto wd = inotify_->Add(w->cfg.drop);
+    if (wd.ok()) {
+      w->root_wd = *wd;
+      wds_[*wd] = {id, "", ""};
+      spdlog::info("watching {} again", w->cfg.drop);
+    }
   }
   std::vector<std::pair<std::string, std::vector<std::string>>> subdirs;
   for (const DropEntry& e : *r) {
@@ -846,7 +878,11 @@ void Daemon::OnSignal(int signum) {
 }
 
 void Daemon::Reload() {
-  if (reloading_) return;
+  if (reload_loading_) {  // a SIGHUP while the file is read: read it again after
+    reload_again_ = true;
+    return;
+  }
+  reload_loading_ = true;
   reloading_ = true;
   status_.state = "reloading";
   notifier_.Notify(SdNotifier::ReloadingMessage());
@@ -857,6 +893,7 @@ void Daemon::Reload() {
       loop_, "reloading", path, [path, out] { *out = LoadDaemonConfig(path); },
       [this, out](const Status& fault) {
         if (!fault.ok()) *out = fault;
+        reload_loading_ = false;
         if (stopping_) return;
         if (!out->ok()) {
           spdlog::error("reload failed, keeping the running configuration: {}",
@@ -867,12 +904,16 @@ void Daemon::Reload() {
             reloading_ = false;
             status_.state = "running";
           }
-          return;
+        } else {
+          Status log = SetupLogging((*out)->log_level, (*out)->log_format);
+          if (!log.ok()) spdlog::error("{}", log.message());
+          ApplyConfig(std::move(out->value()));
+          spdlog::info("configuration reloaded: {} watches", cfg_.watches.size());
         }
-        Status log = SetupLogging((*out)->log_level, (*out)->log_format);
-        if (!log.ok()) spdlog::error("{}", log.message());
-        ApplyConfig(std::move(out->value()));
-        spdlog::info("configuration reloaded: {} watches", cfg_.watches.size());
+        if (reload_again_) {  // the file may have changed since it was read
+          reload_again_ = false;
+          Reload();
+        }
       });
 }
 

@@ -436,6 +436,36 @@ def sighup_valid():
         d.stop()
 
 
+@check("09d two SIGHUPs in a row, the config edited in between: the second edit is applied")
+def sighup_twice():
+    with Env("hup2") as env:
+        env.watch("a")
+        d = env.start()
+        # ~1 MB of comments make each read take tens of ms, so the second
+        # SIGHUP lands while the first one's read is under way.
+        padding = "".join("# " + "x" * 78 + "\n" for _ in range(11000))
+
+        def write_padded():
+            env.write_config()
+            with open(env.config_path, "a") as f:
+                f.write(padding)
+
+        for attempt in range(3):
+            wb = env.watch(f"b{attempt}")
+            write_padded()
+            d.signal(signal.SIGHUP)
+            time.sleep(0.01)
+            wc = env.watch(f"c{attempt}")
+            write_padded()
+            d.signal(signal.SIGHUP)
+            d.wait_log(r"watching\W*" + re.escape(wc.drop), 5, 0)
+            d.check(os.path.isdir(wb.drop), f"{wb.drop} not set up")
+        data = U.npz_bytes(94)
+        wc.drop_by_rename("m.npz", data)
+        wait_published(d, wc, "m", 1, done="m.npz")
+        d.stop()
+
+
 @check("09b SIGHUP with an invalid config: file:line:col logged, old watches keep working")
 def sighup_invalid():
     with Env("hupbad") as env:
@@ -1434,6 +1464,36 @@ def bounded_publishes():
 
 
 # --- runner -----------------------------------------------------------------------
+
+@check("32 a drop folder removed, or moved away, and made again is watched again: .weightdrop/ "
+       "restored, bundles published, the moved folder's bundles not taken")
+def drop_folder_recreated():
+    with Env("recreated") as env:
+        w = env.watch(settle="100ms", rescan="1s")
+        d = env.start()
+        w.drop_by_rename("a.npz", U.npz_bytes(321))
+        wait_published(d, w, "a", done="a.npz")
+        shutil.rmtree(w.drop)
+        d.wait_log(r"was removed or moved", 5)
+        os.mkdir(w.drop)
+        d.wait_log(r"restored \.weightdrop/", 5)
+        w.drop_by_rename("b.npz", U.npz_bytes(322))
+        wait_published(d, w, "b", done="b.npz")
+        # Moved away: the old folder's inotify watch must not feed this watch.
+        moved = w.drop + ".old"
+        os.rename(w.drop, moved)
+        os.mkdir(w.drop)
+        U.write_file(os.path.join(env.root, "outside", "x.npz"), U.npz_bytes(323))
+        os.rename(os.path.join(env.root, "outside", "x.npz"), os.path.join(moved, "x.npz"))
+        w.drop_by_rename("c.npz", U.npz_bytes(324))
+        wait_published(d, w, "c", done="c.npz")
+        time.sleep(1.5)
+        d.check(w.current("x") is None and os.path.exists(os.path.join(moved, "x.npz")),
+                "a bundle dropped into the moved-away folder was taken")
+        d.check(not any(re.search(r"cannot create .*processing", ln) for ln in d.log_lines()),
+                "a claim failed for lack of .weightdrop/processing")
+        d.stop()
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
