@@ -125,7 +125,10 @@ Result<StagedContent> WriteShards(const Bundle& bundle, const Plan& plan, FileSy
                             .shape = w.header.shape,
                             .dtype = OutDtypeName(pw.out),
                             .quantization = quant});
+      // Bytes are reported as they are written; a weight counts as done once
+      // all of its bytes are, so the last report is every weight and byte.
       ++p.weights_done;
+      if (progress) progress(p);
     }
     WD_ASSIGN_OR_RETURN(auto shards, writer.Finish());
     for (auto& s : shards) {

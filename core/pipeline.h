@@ -18,6 +18,9 @@
 
 namespace wd {
 
+// How far WriteShards is: reported after every chunk written and every
+// weight finished: the last report has weights_done == weights_total and
+// bytes_done == bytes_total (unless encoding stopped early).
 struct Progress {
   uint64_t bytes_done = 0;
   uint64_t bytes_total = 0;

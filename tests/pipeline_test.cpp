@@ -244,6 +244,33 @@ TEST_CASE("the default model name is the bundle's name without extension") {
   CHECK(DefaultModelName("a.b.npz") == "a.b");
 }
 
+TEST_CASE("progress ends with every weight counted, the empty and the last one included") {
+  test::TempDir d;
+  test::WriteFile(d / "b/a.npy", Npy("<f4", "(2,)", Floats({1, 2})));
+  test::WriteFile(d / "b/b.npy", Npy("<f4", "(0,)", ""));  // no bytes: no chunk reports it
+  test::WriteFile(d / "b/c.npy", Npy("<f4", "(3,)", Floats({3, 4, 5})));
+  std::vector<Progress> seen;
+  PublishSettings s{.serve_root = d / "s",
+                    .model = "m",
+                    .keep_versions = 3,
+                    .skip_if_unchanged = true,
+                    .options = {},
+                    .source_path = "",
+                    .on_planned = nullptr};
+  auto r =
+      PublishBundle(d / "b", s, DefaultFileSystem(), [&](const Progress& p) { seen.push_back(p); });
+  REQUIRE_MESSAGE(r.ok(), r.status().message());
+  REQUIRE(!seen.empty());
+  CHECK(seen.back().weights_done == 3);
+  CHECK(seen.back().weights_total == 3);
+  CHECK(seen.back().bytes_done == 20);
+  CHECK(seen.back().bytes_total == 20);
+  for (size_t i = 1; i < seen.size(); ++i) {
+    CHECK(seen[i].weights_done >= seen[i - 1].weights_done);
+    CHECK(seen[i].bytes_done >= seen[i - 1].bytes_done);
+  }
+}
+
 }  // namespace
 }  // namespace wd
 
