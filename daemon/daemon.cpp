@@ -944,6 +944,7 @@ void Daemon::MaybeFinishStop() {
 void Daemon::FinishStop() {
   stopped_ = true;
   status_.state = "stopped";
+  status_.stopped_unix = UnixSeconds();
   WriteStatus();  // the last one: a write still running repeats it when done
   if (inotify_) inotify_->Close();
   for (auto* s : signals_) {

@@ -10,6 +10,7 @@
 #include "core/pipeline.h"
 #include "core/publisher.h"
 #include "daemon/clock.h"
+#include "daemon/human_text.h"
 
 namespace wd {
 namespace {
@@ -59,8 +60,8 @@ Status PublishClaimed(const Job& job, const DaemonTestHooks& hooks, Outcome* out
                           weights += g.weights.size();
                         }
                         job.progress->bytes_total.store(bytes);
-                        spdlog::info("publishing {} as {} ({:.1f} MiB, {} weights)", dropped,
-                                     job.model, bytes / 1048576.0, weights);
+                        spdlog::info("publishing {} as {} ({:.1f} MiB, {})", dropped, job.model,
+                                     bytes / 1048576.0, Counted(weights, "weight", "weights"));
                       }};
     job.progress->started_ms.store(SteadyMs());
     auto progress = [&](const Progress& p) { job.progress->bytes_done.store(p.bytes_done); };

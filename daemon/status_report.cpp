@@ -16,6 +16,8 @@
 #include <regex>
 #include <type_traits>
 
+#include "daemon/human_text.h"
+
 namespace wd {
 namespace {
 
@@ -375,20 +377,6 @@ std::string ShortenError(const std::string& error) {
          line.substr(OffsetOfCodePoint(line, n - tail));
 }
 
-std::string HumanBytes(uint64_t bytes) {
-  if (bytes < 1024) return std::to_string(bytes) + " B";
-  static const char* const kUnits[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
-  double v = static_cast<double>(bytes) / 1024;
-  size_t unit = 0;
-  while (v >= 1024 && unit + 1 < std::size(kUnits)) {
-    v /= 1024;
-    ++unit;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f %s", v, kUnits[unit]);
-  return buf;
-}
-
 // Columns separated by two spaces; `right[i]` right-aligns column i.
 std::string Table(const std::vector<std::vector<std::string>>& rows,
                   const std::vector<bool>& right) {
@@ -414,9 +402,17 @@ std::string OrDash(const std::string& s) { return s.empty() ? "-" : s; }
 
 std::string RenderHeader(const DaemonStatus& s) {
   const Totals t = SumModels(s);
-  std::string out = "weightdrop " + s.state + ", pid " + std::to_string(s.pid) + ", started " +
-                    FormatRfc3339(s.started_unix) + ", config " + OrDash(s.config) + "\n";
-  if (s.pid > 0 && s.pid <= std::numeric_limits<pid_t>::max() &&
+  // A clean stop says when; any other state of a process that is gone is
+  // what a crash or kill -9 left.
+  const bool stopped = s.state == "stopped";
+  std::string state = s.state + ", pid " + std::to_string(s.pid);
+  if (stopped) {
+    state = "stopped" + (s.stopped_unix != 0 ? " at " + FormatRfc3339(s.stopped_unix) : "") +
+            " (pid " + std::to_string(s.pid) + ")";
+  }
+  std::string out = "weightdrop " + state + ", started " + FormatRfc3339(s.started_unix) +
+                    ", config " + OrDash(s.config) + "\n";
+  if (!stopped && s.pid > 0 && s.pid <= std::numeric_limits<pid_t>::max() &&
       kill(static_cast<pid_t>(s.pid), 0) != 0 && errno == ESRCH) {
     out += "(no process " + std::to_string(s.pid) +
            " is running: this is the status the daemon left when it stopped)\n";
@@ -536,6 +532,7 @@ std::string StatusToJson(const DaemonStatus& s) {
   j["started"] = FormatRfc3339(s.started_unix);
   j["config"] = s.config;
   j["state"] = s.state;
+  j["stopped"] = s.stopped_unix != 0 ? Json(FormatRfc3339(s.stopped_unix)) : Json();
   j["watches"] = Json::array();
   for (const WatchStatus& w : s.watches) j["watches"].push_back(WatchToJson(w));
   j["models"] = Json::object();
@@ -569,13 +566,15 @@ Result<DaemonStatus> StatusFromJson(const std::string& text, const std::string& 
                           std::string(j.type_name()));
   }
   DaemonStatus s;
-  std::optional<int64_t> started;
+  std::optional<int64_t> started, stopped;
   WD_RETURN_IF_ERROR(GetField(j, origin, "", "pid", &s.pid));
   WD_RETURN_IF_ERROR(GetTime(j, origin, "", "started", &started));
   WD_RETURN_IF_ERROR(GetField(j, origin, "", "config", &s.config));
   WD_RETURN_IF_ERROR(GetField(j, origin, "", "state", &s.state));
+  WD_RETURN_IF_ERROR(GetTime(j, origin, "", "stopped", &stopped));
   WD_RETURN_IF_ERROR(ListsFromJson(j, origin, &s));
   s.started_unix = started.value_or(0);
+  s.stopped_unix = stopped.value_or(0);
   return s;
 }
 

@@ -57,7 +57,8 @@ struct DaemonStatus {
   int64_t pid = 0;
   int64_t started_unix = 0;
   std::string config;             // path
-  std::string state = "running";  // "running", "reloading", "stopping"
+  std::string state = "running";  // "running", "reloading", "stopping", "stopped"
+  int64_t stopped_unix = 0;       // when it stopped cleanly (state "stopped"); 0: not
   std::vector<WatchStatus> watches;
   std::map<std::string, ModelStatus> models;  // key "<serve>/<model>"
   std::vector<PublishInFlight> publishing;

@@ -88,6 +88,7 @@ TEST_CASE("status.json has the contract's fields in order, times in RFC 3339 UTC
   "started": "2026-11-28T18:00:00Z",
   "config": "/etc/wd.yaml",
   "state": "reloading",
+  "stopped": null,
   "watches": [
     {
       "drop": "/d",
@@ -443,6 +444,32 @@ TEST_CASE("weightdrop status says when the daemon that wrote the file is gone") 
   CHECK(text->find("(no process 2147483632 is running") != std::string::npos);
   CHECK(text->find("no watches\n") != std::string::npos);
   CHECK(text->find("no models yet\n") != std::string::npos);
+}
+
+TEST_CASE("weightdrop status says when a daemon stopped cleanly, not that it is gone") {
+  test::TempDir dir;
+  DaemonStatus s;
+  s.pid = 0x7ffffff0;  // gone, as after any stop
+  s.started_unix = kStarted;
+  s.state = "stopped";
+  s.stopped_unix = kStarted + 3600;
+  const Result<DaemonStatus> back = StatusFromJson(StatusToJson(s), "status.json");
+  REQUIRE(back.ok());
+  CHECK(back->stopped_unix == s.stopped_unix);
+  CHECK(StatusToJson(s).find("\"stopped\": \"2026-11-28T19:00:00Z\"") != std::string::npos);
+  test::WriteFile(dir / "status.json", StatusToJson(s));
+  Result<std::string> text = RenderStatusFile(dir / "status.json");
+  REQUIRE(text.ok());
+  CHECK(Lines(*text)[0] ==
+        "weightdrop stopped at 2026-11-28T19:00:00Z (pid 2147483632), started "
+        "2026-11-28T18:00:00Z, config -");
+  CHECK(text->find("no process") == std::string::npos);
+  // A status file from before stop times were recorded.
+  s.stopped_unix = 0;
+  test::WriteFile(dir / "status.json", StatusToJson(s));
+  text = RenderStatusFile(dir / "status.json");
+  REQUIRE(text.ok());
+  CHECK(Lines(*text)[0].rfind("weightdrop stopped (pid 2147483632), started ", 0) == 0);
 }
 
 TEST_CASE("weightdrop status shortens long errors in the middle, on code point boundaries") {
