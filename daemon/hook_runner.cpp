@@ -66,6 +66,17 @@ bool IsOurVariable(std::string_view entry) {
                      [&](const auto& kv) { return matches(kv.second); });
 }
 
+// What a hook's log lines name: its model, or, for a bundle that never got
+// one (its name makes no valid model name, e.g. "my model.npz": {model} is
+// empty then), the bundle's file name in quotes, which may hold spaces.
+std::string HookSubject(const HookEvent& e) {
+  const std::string model = VarOrEmpty(e.vars, "model");
+  if (!model.empty()) return model;
+  const std::string bundle = VarOrEmpty(e.vars, "bundle");
+  if (bundle.empty()) return "(no model)";
+  return "'" + bundle.substr(bundle.rfind('/') + 1) + "'";
+}
+
 // The parent's environment with our WEIGHTDROP_* variables replaced.
 std::vector<std::string> HookEnvironment(const HookEvent& e) {
   std::vector<std::string> env;
@@ -101,7 +112,7 @@ struct HookRunner::Proc {
 
   HookRunner* owner;  // null once the runner is destroyed
   std::string event;
-  std::string model;
+  std::string subject;  // HookSubject(): what its log lines name
   std::function<void(int)> done;
   Millis timeout{0};
   uv_process_t process;
@@ -116,10 +127,10 @@ struct HookRunner::Proc {
   int code = -1;
 
   Proc(HookRunner* r, const HookEvent& e, std::function<void(int)> d)
-      : owner(r), event(e.event), model(VarOrEmpty(e.vars, "model")), done(std::move(d)) {}
+      : owner(r), event(e.event), subject(HookSubject(e)), done(std::move(d)) {}
 
   void Start(char** c_args, char** c_env);
-  void Line(std::string_view line) const { spdlog::info("hook {} {}: {}", event, model, line); }
+  void Line(std::string_view line) const { spdlog::info("hook {} {}: {}", event, subject, line); }
   void Append(Stream& s, std::string_view data) const;
   void Flush(Stream& s) const;
   void KillGroup();
@@ -170,7 +181,7 @@ void HookRunner::Proc::Start(char** c_args, char** c_env) {
 
   const int rc = uv_spawn(loop, &process, &opts);
   if (rc != 0) {
-    spdlog::error("hook {} {}: cannot start '{}': {}", event, model, c_args[0], uv_strerror(rc));
+    spdlog::error("hook {} {}: cannot start '{}': {}", event, subject, c_args[0], uv_strerror(rc));
     code = -1;
     Finish();
     return;
@@ -235,13 +246,13 @@ void HookRunner::Proc::OnExit(uv_process_t* h, int64_t status, int term_signal) 
     if (!p->killed) {
       if (term_signal != 0) {
         p->code = 128 + term_signal;
-        spdlog::warn("hook {} {} killed by signal {}", p->event, p->model, term_signal);
+        spdlog::warn("hook {} {} killed by signal {}", p->event, p->subject, term_signal);
       } else {
         p->code = static_cast<int>(status);
         if (status != 0) {
-          spdlog::warn("hook {} {} exited with status {}", p->event, p->model, status);
+          spdlog::warn("hook {} {} exited with status {}", p->event, p->subject, status);
         } else {
-          spdlog::debug("hook {} {} exited with status 0", p->event, p->model);
+          spdlog::debug("hook {} {} exited with status 0", p->event, p->subject);
         }
       }
     }
@@ -264,7 +275,7 @@ void HookRunner::Proc::OnRead(uv_stream_t* h, ssize_t nread, const uv_buf_t* buf
     }
     if (nread == 0) return;  // EAGAIN
     if (nread != UV_EOF) {
-      spdlog::debug("hook {} {}: reading output: {}", p->event, p->model,
+      spdlog::debug("hook {} {}: reading output: {}", p->event, p->subject,
                     uv_strerror(static_cast<int>(nread)));
     }
     s->eof = true;
@@ -282,13 +293,13 @@ void HookRunner::Proc::OnTimer(uv_timer_t* h) {
     if (p->closing) return;
     if (p->killed) {
       spdlog::warn("hook {} {}: output still open {}s after SIGKILL; no longer reading it",
-                   p->event, p->model, kKillGrace.count() / 1000.0);
+                   p->event, p->subject, kKillGrace.count() / 1000.0);
       p->Finish();
       return;
     }
     p->code = -1;
     p->KillGroup();
-    spdlog::warn("hook {} {} timed out after {:g}s: killed", p->event, p->model,
+    spdlog::warn("hook {} {} timed out after {:g}s: killed", p->event, p->subject,
                  p->timeout.count() / 1000.0);
   });
 }
@@ -366,7 +377,7 @@ void HookRunner::KillAll() {
       if (!p->closing) {
         p->code = -1;
         p->KillGroup();
-        spdlog::warn("hook {} {} killed at shutdown", p->event, p->model);
+        spdlog::warn("hook {} {} killed at shutdown", p->event, p->subject);
       }
       p->Report(p->code);
     });

@@ -297,6 +297,25 @@ TEST_CASE("argv placeholders are substituted and WEIGHTDROP_* replaces inherited
         }) == 1);
 }
 
+TEST_CASE("a bundle that got no model name is named in the hook's log lines by its file") {
+  // "my model.npz" under the template {stem} gives no valid model name: the
+  // bundle fails with {model} empty, and the log must still say whose hook.
+  LogCapture log;
+  Loop loop;
+  HookRunner runner(loop.get());
+  Outcome o;
+  HookEvent e = Event("failure");
+  e.vars["model"] = "";
+  e.vars["version"] = "";
+  e.vars["bundle"] = "/drop/.weightdrop/failed/my model.npz";
+  runner.Run({"/bin/sh", "-c", "echo \"model=[$0]\"; exit 3", "{model}"}, e, Millis(10000),
+             Record(&o));
+  loop.Run();
+  CHECK(o.code == 3);
+  CHECK(log.Has(spdlog::level::info, "hook failure 'my model.npz': model=[]"));
+  CHECK(log.Has(spdlog::level::warn, "hook failure 'my model.npz' exited with status 3"));
+}
+
 TEST_CASE("KillAll reports running hooks as -1 at once and the loop still closes") {
   LogCapture log;
   Loop loop;
