@@ -387,6 +387,19 @@ Result<int> PickRollbackTarget(const Layout& l, const std::vector<int>& versions
                         " (versions: " + JoinInts(versions) + ")");
 }
 
+// A rollback of S/M where M is a version number, S/M is no model of its
+// own (no `current`) and S is a model (a `current` or version folders): the
+// user named a version folder, S/<v>, instead of the model folder.
+bool NamesVersionFolder(FileSystem& fs, const Layout& l) {
+  if (!ParseVersion(l.model) || fs.Exists(l.In(kCurrentLink))) return false;
+  if (fs.Exists(Join(l.root, kCurrentLink))) return true;
+  Result<std::vector<std::string>> names = fs.ListDir(l.root);
+  if (!names.ok()) return false;
+  return std::any_of(names->begin(), names->end(), [&](const std::string& n) {
+    return n != l.model && ParseVersion(n) && fs.IsDirectory(Join(l.root, n));
+  });
+}
+
 // Removes pointer temporaries a crash left in S/M. REQUIRES: the model lock.
 void RemoveStalePointerTemps(FileSystem& fs, const Layout& l, std::vector<std::string>* warnings) {
   Result<std::vector<std::string>> names = fs.ListDir(l.model_dir);
@@ -607,6 +620,15 @@ Result<int> Publisher::Rollback(const std::string& serve_root, const std::string
                                 std::optional<int> to) {
   WD_RETURN_IF_ERROR(ValidateModelName(model));
   const Layout l(serve_root, model);
+  // Before the lock: taking it would create .lock inside a version folder.
+  if (NamesVersionFolder(fs_, l)) {
+    const std::string hint = "pass the model folder and the version, `weightdrop rollback " +
+                             l.root + " --to " + model + "`";
+    if (fs_.IsDirectory(l.model_dir))
+      return Status::Usage(l.model_dir + " is a version folder: " + hint);
+    return Status::Usage(l.model_dir + ": no such model folder; " + l.root +
+                         " is a model: " + hint);
+  }
   if (!fs_.IsDirectory(l.model_dir)) return Status::Usage(l.model_dir + ": no such model folder");
   WD_ASSIGN_OR_RETURN(std::unique_ptr<ModelLock> lock, ModelLock::Acquire(l.model_dir, true));
   RemoveStalePointerTemps(fs_, l, nullptr);

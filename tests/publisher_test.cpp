@@ -5,6 +5,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 #include <map>
@@ -281,6 +282,40 @@ TEST_CASE("rollback moves both pointers to the previous version or the one asked
   CHECK_FALSE(p.Rollback(s, "m", std::nullopt).ok());
   REQUIRE(*p.Rollback(s, "m", 3) == 3);
   CHECK(Link(s + "/m/current") == "3");
+}
+
+TEST_CASE("rollback of a version folder says to pass the model and --to, and writes nothing") {
+  TempDir d;
+  const std::string s = d / "serve";
+  Publisher p(DefaultFileSystem());
+  for (int k = 1; k <= 3; ++k) MustPublish(p, Req(s, "sha-" + std::to_string(k)), Bundle(k));
+  std::vector<std::string> before = Names(s + "/m/2");
+  std::sort(before.begin(), before.end());
+
+  // `weightdrop rollback S/m/2`: serve root S/m, model "2".
+  Result<int> r = p.Rollback(s + "/m", "2", std::nullopt);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().kind() == ErrorKind::kUsage);
+  CHECK(r.status().message() == s + "/m/2 is a version folder: pass the model folder and the " +
+                                    "version, `weightdrop rollback " + s + "/m --to 2`");
+  std::vector<std::string> after = Names(s + "/m/2");
+  std::sort(after.begin(), after.end());
+  CHECK(after == before);  // no .lock inside a version
+  CHECK(Link(s + "/m/current") == "3");
+
+  r = p.Rollback(s + "/m", "9", std::nullopt);  // a version that is gone
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().message() == s + "/m/9: no such model folder; " + s +
+                                    "/m is a model: pass the model folder and the version, " +
+                                    "`weightdrop rollback " + s + "/m --to 9`");
+
+  // A model that is itself named by a number is still a model.
+  for (int k : {7, 8}) {
+    PublishRequest req = Req(s, "sha-" + std::to_string(k));
+    req.model = "7";
+    MustPublish(p, req, Bundle(k));
+  }
+  REQUIRE(*p.Rollback(s, "7", std::nullopt) == 1);
 }
 
 TEST_CASE("model.json is published with version-qualified paths at the top level") {
