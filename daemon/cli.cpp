@@ -7,6 +7,8 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <sstream>
 
@@ -19,6 +21,7 @@
 #include "core/publisher.h"
 #include "core/verifier.h"
 #include "daemon/daemon.h"
+#include "daemon/human_text.h"
 #include "daemon/status_report.h"
 
 namespace wd {
@@ -99,18 +102,91 @@ struct PipelineFlags {
   }
 };
 
-// Shows progress on stderr when it is a terminal, at most ~10 times a second.
-ProgressFn TerminalProgress() {
-  if (!isatty(STDERR_FILENO)) return nullptr;
-  auto last = std::make_shared<std::chrono::steady_clock::time_point>();
-  return [last](const Progress& p) {
-    const auto now = std::chrono::steady_clock::now();
-    if (now - *last < std::chrono::milliseconds(100) && p.bytes_done != p.bytes_total) return;
-    *last = now;
-    std::fprintf(stderr, "\r  %zu/%zu weights, %.1f/%.1f MiB", p.weights_done, p.weights_total,
-                 p.bytes_done / 1048576.0, p.bytes_total / 1048576.0);
-    if (p.bytes_done == p.bytes_total) std::fprintf(stderr, "\n");
+// The one status line of a command on stderr when stderr is a terminal:
+// Draw() redraws it in place and Clear() removes it; call Clear() before
+// writing anything else to stderr, so no message is ever glued to a
+// half-drawn line. Off a terminal Draw() does nothing. Any thread.
+class TerminalLine {
+ public:
+  TerminalLine() : tty_(isatty(STDERR_FILENO) == 1) {}
+  ~TerminalLine() { Clear(); }
+  TerminalLine(const TerminalLine&) = delete;
+  TerminalLine& operator=(const TerminalLine&) = delete;
+
+  bool tty() const { return tty_; }
+  void Draw(const std::string& text) {
+    if (!tty_) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    std::fprintf(stderr, "\r\033[K%s", text.c_str());
+    std::fflush(stderr);
+    drawn_ = true;
+  }
+  void Clear() {
+    std::lock_guard<std::mutex> lock(mu_);
+    ClearLocked();
+  }
+
+ private:
+  void ClearLocked() {
+    if (!drawn_) return;
+    std::fprintf(stderr, "\r\033[K");
+    std::fflush(stderr);
+    drawn_ = false;
+  }
+  const bool tty_;
+  bool drawn_ = false;
+  std::mutex mu_;
+};
+
+// Publish progress on `line`: weights and MiB done of total, rate and ETA,
+// redrawn at most ~10 times a second; the final state (every weight) is
+// always drawn. Null off a terminal. "line" must outlive the function.
+ProgressFn TerminalProgress(TerminalLine& line) {
+  if (!line.tty()) return nullptr;
+  using Clock = std::chrono::steady_clock;
+  struct State {
+    Clock::time_point start = Clock::now();
+    Clock::time_point last;
   };
+  auto st = std::make_shared<State>();
+  return [st, &line](const Progress& p) {
+    const auto now = Clock::now();
+    const bool all_done = p.weights_done == p.weights_total;
+    if (!all_done && now - st->last < std::chrono::milliseconds(100)) return;
+    st->last = now;
+    const double seconds = std::chrono::duration<double>(now - st->start).count();
+    const double rate = seconds > 0 ? p.bytes_done / seconds : 0;
+    char text[160];
+    std::snprintf(text, sizeof text, "  %zu/%zu weights, %.1f/%.1f MiB", p.weights_done,
+                  p.weights_total, p.bytes_done / 1048576.0, p.bytes_total / 1048576.0);
+    std::string out = text;
+    if (p.bytes_done > 0 && seconds >= 0.2) {
+      out += ", " + HumanRate(rate);
+      if (!all_done) out += ", ETA " + HumanDuration((p.bytes_total - p.bytes_done) / rate);
+    }
+    line.Draw(out);
+  };
+}
+
+// "published mlp version 3: 16 weights, 1.0 GiB in 4.1 s (250 MiB/s), 259
+// shards", or the unchanged note: the last line publish writes to stderr.
+std::string PublishSummary(const std::string& bundle, const std::string& model,
+                           const BundlePublish& bp, double seconds) {
+  const PublishResult& pr = bp.result;
+  if (pr.unchanged) {
+    return model + " unchanged: " + bundle + " is identical to version " +
+           std::to_string(pr.version) + " (same bundle sha256 and settings): nothing published";
+  }
+  uint64_t bytes = 0, weights = 0, shards = 0;
+  for (const PlannedGroup& g : bp.plan.groups) {
+    bytes += g.total_bytes;
+    weights += g.weights.size();
+    shards += g.shards.size();
+  }
+  return "published " + model + " version " + std::to_string(pr.version) + ": " +
+         Counted(weights, "weight", "weights") + ", " + HumanBytes(bytes) + " in " +
+         HumanDuration(seconds) + " (" + HumanRate(seconds > 0 ? bytes / seconds : 0) + "), " +
+         Counted(shards, "shard", "shards");
 }
 
 int RunPublish(const std::string& bundle, const std::string& to, std::string model,
@@ -124,18 +200,21 @@ int RunPublish(const std::string& bundle, const std::string& to, std::string mod
                            .options = *options,
                            .source_path = "",
                            .on_planned = nullptr};
-  auto r = PublishBundle(bundle, settings, DefaultFileSystem(), TerminalProgress());
+  TerminalLine line;
+  const auto start = std::chrono::steady_clock::now();
+  auto r = PublishBundle(bundle, settings, DefaultFileSystem(), TerminalProgress(line));
+  line.Clear();  // before any other output
   if (!r.ok()) return Fail(flags.Explain(r.status()));
   const PublishResult& pr = r->result;
-  if (pr.unchanged) {
-    std::cerr << "weightdrop: " << bundle << " is unchanged since version " << pr.version
-              << " (same bundle sha256 and settings): nothing published\n";
-  }
   if (r->plan.hazard_split) {
     std::cerr << "weightdrop: note: the last shard was split in two so that tfjs-core's "
                  "uniform-shard lookup reads it correctly (docs/formats.md)\n";
   }
   for (const auto& w : pr.warnings) std::cerr << "weightdrop: warning: " << w << "\n";
+  std::cerr << PublishSummary(
+                   bundle, model, *r,
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count())
+            << "\n";
   std::cout << pr.version_dir << "\n";
   return kExitOk;
 }

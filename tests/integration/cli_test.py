@@ -1091,6 +1091,95 @@ def check_config_unknown(sb):
         f"expected 'unknown.yaml:3:1' naming 'quantise':\n      {r}"
 
 
+# --- 8. progress and the publish summary (issue 10) ---------------------------
+
+SUMMARY_RE = re.compile(r"^published (\S+) version (\d+): (\d+) weights?, [\d.]+ (B|KiB|MiB|GiB) "
+                        r"in [\d.]+ (ms|s)\S* \([\d.]+ (B|KiB|MiB|GiB)/s\), (\d+) shards?$")
+
+
+def sixteen_weights(sb, name="mlp.npz"):
+    rng = np.random.default_rng(16)
+    return sb.npz(name, **{f"layer{i:02d}/kernel": rng.standard_normal((64, 64)).astype(np.float32)
+                           for i in range(16)})
+
+
+def wd_on_tty(*args, cwd=None, timeout=60):
+    """Runs the binary with stderr on a pseudo-terminal and stdout on a pipe;
+    returns (rc, stdout, what the terminal received)."""
+    import pty  # noqa: F401 (os.openpty needs the pty support it checks for)
+    master, slave = os.openpty()
+    p = subprocess.Popen([BINARY] + [str(a) for a in args], cwd=cwd, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    tty = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child side is closed
+            break
+        if not chunk:
+            break
+        tty += chunk
+    os.close(master)
+    out = p.stdout.read().decode("utf-8", "replace")
+    rc = p.wait(timeout=10)
+    return rc, out, tty.decode("utf-8", "replace")
+
+
+def check_lines_start_clean(tty, what):
+    """Every message on the terminal starts on a line of its own: right after
+    a newline or after the status line was cleared."""
+    clear = "\r\033[K"
+    for m in re.finditer(r"weightdrop:|published |\S+ unchanged:", tty):
+        before = tty[:m.start()]
+        assert before == "" or before.endswith("\n") or before.endswith(clear), \
+            f"{what}: {m.group(0)!r} glued to the progress line: {tty[max(0, m.start() - 80):m.end() + 40]!r}"
+
+
+@check("progress: off a terminal, publish prints no progress and ends with a one-line summary")
+@with_sandbox
+def progress_summary_off_tty(sb):
+    b = sixteen_weights(sb)
+    r = expect_ok(sb.publish(b, "--shard-size", "4KiB", model="mlp"))
+    assert "\r" not in r.err and "\033" not in r.err, f"progress noise off a terminal:\n      {r}"
+    last = r.err.strip().splitlines()[-1]
+    m = SUMMARY_RE.match(last)
+    assert m, f"last stderr line is not the summary:\n      {r}"
+    assert m.group(1) == "mlp" and m.group(2) == "1" and m.group(3) == "16", last
+    man = load_json(os.path.join(sb.S, "mlp", "1", "weights_manifest.json"))
+    assert int(m.group(7)) == sum(len(g["paths"]) for g in man), f"shard count in {last!r}"
+    assert version_from_stdout(r, sb.S, "mlp") == 1
+    r = expect_ok(sb.publish(b, "--shard-size", "4KiB", model="mlp"), "re-publish")
+    want = (f"mlp unchanged: {b} is identical to version 1 (same bundle sha256 and settings): "
+            "nothing published")
+    assert r.err.strip().splitlines()[-1] == want, f"expected {want!r}:\n      {r}"
+
+
+@check("progress: on a terminal, one redrawn line reaching 16/16, cleared before any message")
+@with_sandbox
+def progress_on_tty(sb):
+    b = sixteen_weights(sb)
+    rc, out, tty = wd_on_tty("publish", b, "--to", sb.S, "--model", "mlp", "--shard-size", "4KiB")
+    assert rc == 0, f"exit {rc}: {tty!r}"
+    assert out.strip().endswith(os.path.join("mlp", "1")), f"stdout {out!r}"
+    assert "16/16 weights" in tty, f"the final state was never drawn: {tty!r}"
+    assert re.search(r"\r\033\[K  \d+/16 weights, [\d.]+/[\d.]+ MiB", tty), f"no progress line: {tty!r}"
+    assert "\r\033[Kpublished mlp version 1: 16 weights" in tty, \
+        f"the summary does not follow a cleared line: {tty!r}"
+    check_lines_start_clean(tty, "publish")
+    # The unchanged note, and a note printed after publishing (golden case
+    # 10's tfjs hazard split), also start on a cleared line.
+    rc, out, tty = wd_on_tty("publish", b, "--to", sb.S, "--model", "mlp", "--shard-size", "4KiB")
+    assert rc == 0 and "mlp unchanged:" in tty, f"exit {rc}: {tty!r}"
+    check_lines_start_clean(tty, "unchanged publish")
+    cdir = os.path.join(GOLDEN_DIR, HAZARD_CASE)
+    rc, out, tty = wd_on_tty("publish", "bundle.npz", "--to", sb.S, "--model", "hz", "--config",
+                             "config.yaml", cwd=cdir)
+    assert rc == 0 and "weightdrop: note:" in tty, f"exit {rc}: {tty!r}"
+    check_lines_start_clean(tty, "publish with a note")
+
+
 # --- runner -------------------------------------------------------------------
 
 def main():
