@@ -432,7 +432,7 @@ LEGEND = [
     "that an untimed publish of a 64-byte bundle set up, as production has it "
     "after the first publish (staging, fsync, sha256, publish.json, "
     "pointers, all timed). numpy = bench/numpy_baseline.py "
-    "(load all, cast, quantize per SPEC, stack the group in a BytesIO as "
+    "(load all, cast, quantize per docs/formats.md, stack the group in a BytesIO as "
     "write_weights does, 4 MiB shards, "
     "fsync each, manifest). cp+sync = `cp -r BUNDLE DEST` then `sync FILE...` "
     "on the copied files (fsync each: durable like weightdrop's output and "

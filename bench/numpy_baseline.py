@@ -1,9 +1,9 @@
 #!/usr/bin/python3
-"""NumPy baseline: the reference writer's algorithm, written from SPEC §1-2.
+"""NumPy baseline: the reference writer's algorithm, written from docs/formats.md.
 
 It does what tfjs-converter's write_weights does with a bundle: load every
 array with np.load, map dtypes (float64 -> float32 and so on), quantize with
-the SPEC formulas, stack the group's bytes in memory the way write_weights
+the formulas of docs/formats.md, stack the group's bytes in memory the way write_weights
 does (tobytes() of each array through an io.BufferedWriter into an
 io.BytesIO, read back 4 MiB per shard), write and fsync each shard, write the
 manifest. Not timed here, because we cannot install it: the reference also
@@ -26,7 +26,7 @@ import numpy as np
 INT32 = np.iinfo(np.int32)
 
 
-# ---- loading (SPEC §2) ------------------------------------------------------
+# ---- loading (docs/formats.md, Bundle) ---------------------------------------
 
 def load_npz(path, prefix, out):
     with np.load(path, allow_pickle=False) as archive:
@@ -66,7 +66,7 @@ def load_bundle(path):
     return weights
 
 
-# ---- dtype mapping (SPEC §1) ------------------------------------------------
+# ---- dtype mapping (docs/formats.md, Dtypes) ---------------------------------
 
 def to_int32(name, data):
     if data.size:
@@ -104,7 +104,7 @@ def convert(name, data):
     raise SystemExit(f"weight '{name}': dtype {data.dtype} is not supported")
 
 
-# ---- quantization (SPEC §1) -------------------------------------------------
+# ---- quantization (docs/formats.md, Quantization) ---------------------------
 
 def quantize_affine(name, data, dtype):
     qmax = float(np.iinfo(dtype).max)
@@ -143,7 +143,7 @@ def quantize(name, data, dtype):
     return encoded, info
 
 
-# ---- group bytes, shards, manifest (SPEC §1) ---------------------------------
+# ---- group bytes, shards, manifest (docs/formats.md) --------------------------
 
 def write_synced(path, data):
     with open(path, "wb") as f:

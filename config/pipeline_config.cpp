@@ -186,7 +186,7 @@ Status ApplyQuantize(const std::string& file, const YAML::Node& value, PipelineO
   return Status::Ok();
 }
 
-// The one table of pipeline keys (SPEC §3; docs/configuration.md).
+// The one table of pipeline keys (docs/configuration.md, "Pipeline settings").
 constexpr KeyRule<PipelineOptions> kPipelineKeys[] = {
     {"shard_size", ApplyShardSize},
     {"groups", ApplyGroups},

@@ -1,4 +1,4 @@
-// Bundle indexing (SPEC §2); naming and ordering rules are in docs/formats.md.
+// Bundle indexing; naming and ordering rules are in docs/formats.md ("Bundle").
 #include "core/bundle.h"
 
 #include <dirent.h>

@@ -1,4 +1,4 @@
-// Bundle: the weights of one dropped input (SPEC §2): a .npz, a single .npy,
+// Bundle: the weights of one dropped input (docs/formats.md): a .npz, a single .npy,
 // or a folder of them (recursively), with names, order, duplicate detection,
 // hidden/temporary-name skipping, and symlinks never followed.
 #pragma once
@@ -18,7 +18,7 @@ namespace wd {
 class NpzArchive;
 
 struct WeightEntry {
-  std::string name;   // SPEC §2 weight name, e.g. "dense/kernel"
+  std::string name;   // weight name (docs/formats.md, "Bundle"), e.g. "dense/kernel"
   std::string where;  // for messages: "bundle/x.npz: member 'a.npy'" or "bundle/a.npy"
   NpyHeader header;
   // Locator: either a plain .npy file (archive < 0) or a member of archive.
@@ -38,7 +38,7 @@ class Bundle {
 
   const std::string& path() const { return path_; }
   bool is_directory() const { return is_dir_; }
-  // Weights in bundle order (SPEC §2).
+  // Weights in bundle order (docs/formats.md, "Bundle").
   const std::vector<WeightEntry>& weights() const { return weights_; }
   // Path of model.json at the root of a folder bundle, if present.
   const std::optional<std::string>& model_json() const { return model_json_; }
@@ -66,7 +66,7 @@ class Bundle {
   std::optional<std::string> model_json_;
 };
 
-// True for names SPEC §2 ignores: leading '.', or ending .tmp .part .partial
+// True for names a bundle ignores: leading '.', or ending .tmp .part .partial
 // .crdownload or '~'.
 bool IsIgnoredName(const std::string& name);
 

@@ -1,5 +1,5 @@
-// ElementCodec: NumPy element bytes -> the bytes tfjs reads (SPEC §1 "Input
-// dtype mapping" and "Encodings"). Works on chunks of whole elements so a
+// ElementCodec: NumPy element bytes -> the bytes tfjs reads (docs/formats.md,
+// "Dtypes" and the encodings). Works on chunks of whole elements so a
 // weight streams through in bounded memory.
 #pragma once
 

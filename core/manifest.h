@@ -1,4 +1,4 @@
-// Manifest: the tfjs weights manifest (SPEC §1) as data, written exactly as
+// Manifest: the tfjs weights manifest (docs/formats.md) as data, written exactly as
 // the reference writer's json.dump does (", " and ": " separators, Python
 // float repr), and parsed back for verify and pointer rewrites.
 #pragma once

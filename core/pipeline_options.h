@@ -1,4 +1,4 @@
-// PipelineOptions: how a bundle becomes shards (SPEC §3), as plain structs
+// PipelineOptions: how a bundle becomes shards (docs/configuration.md), as plain structs
 // with their defaults written in. config/ fills them from YAML; the CLI from
 // flags; core/ only reads them.
 #pragma once

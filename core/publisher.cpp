@@ -20,7 +20,7 @@
 #define WD_VERSION "0.0.0-dev"
 #endif
 
-// Crash and failure behaviour (SPEC §4):
+// Crash and failure behaviour (docs/formats.md, "Version folder"):
 // - Before the staging folder is renamed to S/M/<v>, a failure removes the
 //   staging folder and leaves everything else untouched; a crash leaves only
 //   S/.staging/<M>.<pid>.<rand>, which RemoveLeftoverStaging deletes.

@@ -1,6 +1,6 @@
 // Publisher: turns staged content into a new immutable version S/M/<v>/ and
 // moves the two pointers (S/M/weights_manifest.json, S/M/current) atomically
-// (SPEC §4). Also retention, rollback and removal of leftover staging.
+// (docs/formats.md, "Version folder"). Also retention, rollback and removal of leftover staging.
 #pragma once
 
 #include <cstdint>

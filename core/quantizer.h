@@ -1,6 +1,6 @@
 // Quantizer: float32 -> float16 (IEEE round-to-nearest-even, bit-identical
 // to NumPy's astype(float16)) and affine uint8/uint16 with the reference's
-// nudged zero point and float32 element arithmetic (SPEC §1 "Quantization"),
+// nudged zero point and float32 element arithmetic (docs/formats.md, "Quantization"),
 // plus the scans that vet a weight first (non-finite, min/max, half overflow).
 #pragma once
 

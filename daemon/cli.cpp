@@ -57,7 +57,7 @@ struct PipelineFlags {
   std::vector<std::string> groups;    // PATTERN[,PATTERN]
 
   void Add(CLI::App* cmd, bool with_overrides) {
-    cmd->add_option("--config", config, "pipeline settings (YAML, SPEC §3)");
+    cmd->add_option("--config", config, "pipeline settings (YAML, docs/configuration.md)");
     if (!with_overrides) return;
     cmd->add_option("--shard-size", shard_size, "bytes per shard file, e.g. 4MiB");
     cmd->add_option("--quantize", quantize, "DTYPE=PATTERN[,PATTERN] (uint8|uint16|float16)");

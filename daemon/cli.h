@@ -1,4 +1,4 @@
-// The weightdrop command line (SPEC §6): parses argv with CLI11 and hands
+// The weightdrop command line (README.md, "Other commands"): parses argv with CLI11 and hands
 // each command to core/. Exit codes: 0 success, 1 failure, 2 usage.
 #pragma once
 

@@ -24,7 +24,7 @@ struct DropEntry {
   std::vector<std::string> subdirs;  // folders inside a folder entry (relative)
 };
 
-// True for names that can be bundles: not ignored (SPEC §2), and a .npz /
+// True for names that can be bundles: not ignored (docs/formats.md, "Bundle"), and a .npz /
 // .npy file or a folder.
 bool IsBundleCandidate(const DropEntry& e);
 // Why `e` is not a bundle candidate, for the log ("" when it is one).

@@ -2,9 +2,9 @@
 
 Every `write_*` function writes one bundle (an .npz file, or a folder for
 `write_folder`) at `path` and returns the source arrays as a dict
-{weight name: np.ndarray}, in bundle order (SPEC section 2). `tfjs_values`
+{weight name: np.ndarray}, in bundle order (docs/formats.md). `tfjs_values`
 turns a source array into what a tfjs client must decode for it when it is
-not quantized (SPEC section 1 dtype mapping); `encode_tfjs` gives the bytes
+not quantized (docs/formats.md, Dtypes); `encode_tfjs` gives the bytes
 the reference writer stores for it. Run with /usr/bin/python3 (needs NumPy).
 """
 
@@ -192,7 +192,7 @@ def write_hazard_strings(path):
 
 
 def tfjs_dtype(arr):
-    """The tfjs dtype of an unquantized source array (SPEC section 1)."""
+    """The tfjs dtype of an unquantized source array (docs/formats.md, Dtypes)."""
     kind = arr.dtype.kind
     return {"f": "float32", "i": "int32", "u": "int32", "b": "bool",
             "c": "complex64", "U": "string", "S": "string"}[kind]

@@ -702,7 +702,7 @@ def hostile_member_path(sb):
 
 # --- 3. usage -----------------------------------------------------------------
 
-# The CLI contract's commands; SPEC section 6 adds `run` and `status`.
+# The CLI contract's commands; the daemon adds `run` and `status`.
 CONTRACT_COMMANDS = ["publish", "check-config", "inspect", "verify", "rollback"]
 # `run` and `status` arrive with the daemon; add them here then.
 SPEC_ONLY_COMMANDS = []
