@@ -4,8 +4,10 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -21,6 +23,7 @@
 #include "core/publisher.h"
 #include "core/verifier.h"
 #include "daemon/daemon.h"
+#include "daemon/drop_folder.h"
 #include "daemon/human_text.h"
 #include "daemon/status_report.h"
 
@@ -276,6 +279,99 @@ int RunRollback(const std::string& model_dir, std::optional<int> to) {
   return kExitOk;
 }
 
+std::string BaseName(std::string path) {
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  return path.substr(path.rfind('/') + 1);
+}
+
+// The watches of `cfg` that `selector` names: a drop folder (as written in
+// the config, or as a path from here) or a drop folder's base name. Empty:
+// every watch.
+Result<std::vector<const WatchConfig*>> SelectWatches(const DaemonConfig& cfg,
+                                                      const std::string& selector) {
+  std::vector<const WatchConfig*> all, by_path, by_name;
+  std::string drops;
+  for (const WatchConfig& w : cfg.watches) all.push_back(&w);
+  if (selector.empty()) return all;
+  std::error_code ec;
+  std::string abs = std::filesystem::absolute(selector, ec).lexically_normal().string();
+  while (abs.size() > 1 && abs.back() == '/') abs.pop_back();
+  for (const WatchConfig& w : cfg.watches) {
+    drops += (drops.empty() ? "" : ", ") + w.drop;
+    if (w.drop == selector || (!ec && w.drop == abs)) {
+      by_path.push_back(&w);
+    } else if (selector.find('/') == std::string::npos && BaseName(w.drop) == selector) {
+      by_name.push_back(&w);
+    }
+  }
+  if (!by_path.empty()) return by_path;
+  if (by_name.size() == 1) return by_name;
+  if (by_name.empty()) {
+    return Status::Usage("--watch " + selector + ": no watch of " + cfg.source +
+                         " has that drop folder or base name (drop folders: " +
+                         (drops.empty() ? "none" : drops) + ")");
+  }
+  std::string names;
+  for (const WatchConfig* w : by_name) names += (names.empty() ? "" : ", ") + w->drop;
+  return Status::Usage("--watch " + selector + " names " + std::to_string(by_name.size()) +
+                       " watches (" + names + "): pass the drop folder's path");
+}
+
+// `weightdrop retry`: moves failed bundles of the selected watches (all, or
+// those named: their name in failed/ or as dropped) back into their drop
+// folder. Oldest failure first, so a daemon publishes them in their order.
+int RunRetry(const std::string& config, const std::string& watch,
+             const std::vector<std::string>& names) {
+  auto cfg = LoadDaemonConfig(config);
+  if (!cfg.ok()) return Fail(cfg.status());
+  auto watches = SelectWatches(*cfg, watch);
+  if (!watches.ok()) return Fail(watches.status());
+  std::vector<bool> used(names.size(), false);
+  size_t moved = 0;
+  bool trouble = false;
+  for (const WatchConfig* w : *watches) {
+    auto failed = ListFailed(w->drop);
+    if (!failed.ok()) {
+      trouble = true;
+      std::cerr << "weightdrop: error: " << failed.status().message() << "\n";
+      continue;
+    }
+    for (const FailedBundle& f : *failed) {
+      bool wanted = names.empty();
+      for (size_t i = 0; i < names.size(); ++i) {
+        const std::string n = BaseName(names[i]);
+        if (n == f.name || n == f.original) wanted = used[i] = true;
+      }
+      if (!wanted) continue;
+      const std::string from = w->drop + "/.weightdrop/failed/" + f.name;
+      auto r = RetryFailed(w->drop, f);
+      if (!r.ok()) {
+        trouble = true;
+        if (r.status().sys_errno() == EEXIST) {
+          std::cerr << "weightdrop: " << w->drop << "/" << f.original << " already exists: " << from
+                    << " stays (never overwritten); retry it once that one is taken\n";
+        } else {
+          std::cerr << "weightdrop: error: " << r.status().message() << "\n";
+        }
+        continue;
+      }
+      ++moved;
+      std::cout << "retry: " << from << " -> " << r->path << "\n";
+      if (!r->warning.empty()) std::cerr << "weightdrop: warning: " << r->warning << "\n";
+    }
+  }
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (used[i]) continue;
+    trouble = true;
+    std::cerr << "weightdrop: error: no failed bundle " << names[i] << " in "
+              << (watches->size() == 1 ? (*watches)[0]->drop + "/.weightdrop/failed"
+                                       : "the failed/ folders of " + cfg->source)
+              << "\n";
+  }
+  std::cout << "retry: " << Counted(moved, "bundle", "bundles") << " moved back\n";
+  return trouble ? kExitFailure : kExitOk;
+}
+
 int RunCheckConfig(const std::string& file) {
   auto text = DefaultFileSystem().ReadFile(file, 16u << 20);
   if (!text.ok()) return Fail(text.status());
@@ -356,6 +452,15 @@ int RunCli(int argc, char** argv) {
   auto* run = app.add_subcommand("run", "run the daemon: watch drop folders and publish");
   run->add_option("--config", run_config, "daemon config (YAML)")->required();
 
+  std::string retry_config, retry_watch;
+  std::vector<std::string> retry_names;
+  auto* retry = app.add_subcommand(
+      "retry", "move failed bundles back into their drop folder, for the daemon to take again");
+  retry->add_option("--config", retry_config, "daemon config (YAML)")->required();
+  retry->add_option("--watch", retry_watch, "only this watch: its drop folder or its base name");
+  retry->add_option("NAME", retry_names,
+                    "bundles to retry, by name in failed/ or as dropped (default: all)");
+
   auto* status = app.add_subcommand("status", "show what a running daemon reports");
   status->add_option("--state-dir", state_dir, "the daemon's state_dir");
   status->add_option("--config", run_config, "read state_dir from this daemon config");
@@ -382,6 +487,7 @@ int RunCli(int argc, char** argv) {
   if (verify->parsed()) return RunVerify(target, against);
   if (rollback->parsed()) return RunRollback(target, rollback_to);
   if (run->parsed()) return RunDaemon(run_config);
+  if (retry->parsed()) return RunRetry(retry_config, retry_watch, retry_names);
   if (status->parsed()) return RunStatus(state_dir, run_config);
   return kExitUsage;
 }

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <ctime>
 #include <set>
+#include <string_view>
 
 #include "core/bundle.h"
 #include "core/file_system.h"
@@ -257,6 +258,92 @@ Result<std::string> QuarantineBundle(const std::string& drop, const Claimed& c,
   RemoveClaimDir(drop, c);
   WD_RETURN_IF_ERROR(fs.SyncDir(Meta(drop, "failed")));
   return to;
+}
+
+namespace {
+
+bool IsDigits(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// True when `name` is what FreeName made of `original`: itself or ".N" after it.
+bool IsFreeNameOf(const std::string& name, const std::string& original) {
+  if (original.empty() || name.compare(0, original.size(), original) != 0) return false;
+  if (name.size() == original.size()) return true;
+  return name[original.size()] == '.' && IsDigits(name.substr(original.size() + 1));
+}
+
+// The drop-folder name of failed/<name> (see ListFailed).
+std::string OriginalName(const std::string& failed_dir, const std::string& name) {
+  auto text = DefaultFileSystem().ReadFile(failed_dir + "/" + name + ".error.txt", 1 << 20);
+  constexpr std::string_view kBundle = "bundle: ";
+  if (text.ok() && text->compare(0, kBundle.size(), kBundle) == 0) {
+    const std::string line = text->substr(kBundle.size(), text->find('\n') - kBundle.size());
+    const std::string original = line.substr(line.rfind('/') + 1);
+    if (IsFreeNameOf(name, original)) return original;
+  }
+  const size_t dot = name.rfind('.');
+  if (dot != std::string::npos && IsDigits(name.substr(dot + 1)) && name.size() - dot <= 10 &&
+      std::stoul(name.substr(dot + 1)) >= 2) {
+    const std::string base = name.substr(0, dot);
+    if (base.ends_with(".npz") || base.ends_with(".npy")) return base;
+  }
+  return name;
+}
+
+}  // namespace
+
+Result<std::vector<FailedBundle>> ListFailed(const std::string& drop) {
+  const std::string dir = Meta(drop, "failed");
+  std::vector<FailedBundle> out;
+  if (!Exists(dir)) return out;
+  WD_ASSIGN_OR_RETURN(std::vector<std::string> names, ListNames(dir));
+  for (const std::string& n : names) {
+    // Error files, and what a crash left of writing one, are not bundles.
+    if (IsIgnoredName(n) || n.ends_with(".error.txt") ||
+        n.find(".error.txt.tmp-") != std::string::npos) {
+      continue;
+    }
+    struct stat st;
+    if (lstat((dir + "/" + n).c_str(), &st) != 0) continue;  // gone meanwhile
+    out.push_back({.name = n,
+                   .original = OriginalName(dir, n),
+                   .failed_ns = int64_t{st.st_ctim.tv_sec} * 1000000000 + st.st_ctim.tv_nsec});
+  }
+  std::stable_sort(out.begin(), out.end(), [](const FailedBundle& a, const FailedBundle& b) {
+    return a.failed_ns < b.failed_ns;
+  });
+  return out;
+}
+
+Result<Retried> RetryFailed(const std::string& drop, const FailedBundle& f, FileSystem& fs) {
+  const std::string dir = Meta(drop, "failed");
+  const std::string from = dir + "/" + f.name;
+  Retried r{.path = drop + "/" + f.original, .warning = ""};
+  // RENAME_NOREPLACE: an entry that appeared in the drop folder meanwhile is
+  // never replaced. File systems without it get a check, then a rename.
+  int rc = renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, r.path.c_str(), RENAME_NOREPLACE);
+  if (rc != 0 && (errno == EINVAL || errno == ENOSYS)) {
+    if (Exists(r.path)) {
+      errno = EEXIST;
+    } else {
+      rc = rename(from.c_str(), r.path.c_str());
+    }
+  }
+  if (rc != 0) {
+    const int err = errno;
+    if (err == EEXIST) {
+      return Status::Error(ErrorKind::kEnvironment,
+                           r.path + " already exists; " + from + " was not moved over it", EEXIST);
+    }
+    return ErrnoStatus("cannot move " + from + " to " + r.path, err);
+  }
+  Status st = fs.Remove(from + ".error.txt");
+  if (!st.ok() && st.sys_errno() == ENOENT) st = Status::Ok();
+  if (st.ok()) st = fs.SyncDir(drop);
+  if (st.ok()) st = fs.SyncDir(dir);
+  if (!st.ok()) r.warning = r.path + " is back, but: " + st.message();
+  return r;
 }
 
 Result<std::vector<std::string>> PruneArchive(const std::string& drop, const char* kind,

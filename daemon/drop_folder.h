@@ -71,6 +71,33 @@ Status DeleteBundle(const std::string& drop, const Claimed& c);
 Result<std::string> QuarantineBundle(const std::string& drop, const Claimed& c,
                                      const std::string& error, const std::string& fault = "");
 
+// A bundle in drop/.weightdrop/failed/ and the name it had in the drop folder.
+struct FailedBundle {
+  std::string name;       // in failed/: "x.npz", or "x.npz.2" after a name collision
+  std::string original;   // in the drop folder: "x.npz"
+  int64_t failed_ns = 0;  // ctime: when it was moved into failed/
+};
+
+// The bundles in failed/ (not their .error.txt), oldest failure first, so
+// that moving them back in this order keeps their arrival order. `original`
+// is the name in the "bundle:" line of <name>.error.txt when it agrees with
+// `name` (equal, or `name` is it plus ".N"); without that, a ".N" (N >= 2)
+// after ".npz" or ".npy" is dropped; else it is `name`. A missing failed/
+// folder holds nothing.
+Result<std::vector<FailedBundle>> ListFailed(const std::string& drop);
+
+// Moves failed/<f.name> back to drop/<f.original> by one rename (a running
+// daemon takes a renamed-in bundle at once), never over an existing entry:
+// then it fails with sys_errno() EEXIST and nothing moves. Then removes
+// failed/<f.name>.error.txt and fsyncs both folders through `fs`; a failure
+// there is Retried::warning, since the bundle is back either way.
+struct Retried {
+  std::string path;  // drop/<original>
+  std::string warning;
+};
+Result<Retried> RetryFailed(const std::string& drop, const FailedBundle& f,
+                            FileSystem& fs = DefaultFileSystem());
+
 // Removes what drop/.weightdrop/<kind>/ ("done" or "failed") holds past
 // `keep`: entries moved in longer than max_age ago (by their ctime, which
 // the move into the archive set), or beyond the newest max_count. A failed

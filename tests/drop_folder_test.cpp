@@ -3,9 +3,11 @@
 #include <doctest/doctest.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/file_system.h"
@@ -57,6 +59,85 @@ TEST_CASE("a durable claim has no warning") {
   CHECK(ffs.Log() ==
         std::vector<std::string>{"syncdir " + drop + "/.weightdrop/processing/" + c->id,
                                  "syncdir " + drop});
+}
+
+// Claims drop/<name> and quarantines it as the daemon does after a failure.
+std::string Fail(const std::string& drop, const std::string& name) {
+  Result<Claimed> c = ClaimBundle(drop, name, NewClaimId());
+  REQUIRE_MESSAGE(c.ok(), c.status().message());
+  Result<std::string> to = QuarantineBundle(drop, *c, "bad");
+  REQUIRE_MESSAGE(to.ok(), to.status().message());
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // ctime ticks are coarse
+  return *to;
+}
+
+TEST_CASE("failed bundles go back under the name they were dropped with, oldest first") {
+  test::TempDir d;
+  const std::string drop = d / "drop";
+  const std::string failed = drop + "/.weightdrop/failed";
+  REQUIRE(EnsureDropLayout(drop).ok());
+  test::WriteFile(drop + "/x.npz", "first");
+  CHECK(Fail(drop, "x.npz") == failed + "/x.npz");
+  test::WriteFile(drop + "/x.npz", "second");
+  CHECK(Fail(drop, "x.npz") == failed + "/x.npz.2");  // the collision suffix
+  test::WriteFile(drop + "/ckpt.2/w.npy", "folder");  // a folder really named so
+  CHECK(Fail(drop, "ckpt.2") == failed + "/ckpt.2");
+  test::WriteFile(failed + "/y.npy.3", "by hand");  // no error file: the suffix rule
+  test::WriteFile(failed + "/gone.npz.error.txt", "bundle: /d/gone.npz\n");  // bundle removed
+  test::WriteFile(failed + "/x.npz.error.txt.tmp-1-abc", "");  // a crash while writing one
+
+  Result<std::vector<FailedBundle>> list = ListFailed(drop);
+  REQUIRE_MESSAGE(list.ok(), list.status().message());
+  std::vector<std::string> got;
+  for (const FailedBundle& f : *list) got.push_back(f.name + " -> " + f.original);
+  CHECK(got == std::vector<std::string>{"x.npz -> x.npz", "x.npz.2 -> x.npz", "ckpt.2 -> ckpt.2",
+                                        "y.npy.3 -> y.npy"});
+
+  Result<Retried> r = RetryFailed(drop, (*list)[0]);
+  REQUIRE_MESSAGE(r.ok(), r.status().message());
+  CHECK(r->path == drop + "/x.npz");
+  CHECK(r->warning.empty());
+  CHECK(test::ReadFile(drop + "/x.npz") == "first");
+  CHECK_FALSE(fs::exists(failed + "/x.npz"));
+  CHECK_FALSE(fs::exists(failed + "/x.npz.error.txt"));  // stale once retried
+
+  // The second x.npz waits: what is in the drop folder is never replaced.
+  r = RetryFailed(drop, (*list)[1]);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().sys_errno() == EEXIST);
+  CHECK(r.status().message().find(drop + "/x.npz already exists") != std::string::npos);
+  CHECK(test::ReadFile(drop + "/x.npz") == "first");
+  CHECK(test::ReadFile(failed + "/x.npz.2") == "second");
+  CHECK(fs::exists(failed + "/x.npz.2.error.txt"));
+
+  r = RetryFailed(drop, (*list)[2]);
+  REQUIRE_MESSAGE(r.ok(), r.status().message());
+  CHECK(test::ReadFile(drop + "/ckpt.2/w.npy") == "folder");
+  r = RetryFailed(drop, (*list)[3]);
+  REQUIRE_MESSAGE(r.ok(), r.status().message());
+  CHECK(test::ReadFile(drop + "/y.npy") == "by hand");
+}
+
+TEST_CASE("a retried bundle whose folder fsync fails is back, with a warning") {
+  test::TempDir d;
+  const std::string drop = d / "drop";
+  REQUIRE(EnsureDropLayout(drop).ok());
+  test::WriteFile(drop + "/m.npz", "bundle");
+  Fail(drop, "m.npz");
+  FaultInjectingFileSystem ffs(DefaultFileSystem());
+  ffs.FailNth(FsOp::kSyncDir, 1, EIO);
+  Result<Retried> r =
+      RetryFailed(drop, {.name = "m.npz", .original = "m.npz", .failed_ns = 0}, ffs);
+  REQUIRE_MESSAGE(r.ok(), r.status().message());
+  CHECK(test::ReadFile(drop + "/m.npz") == "bundle");
+  CHECK(r->warning.find(std::strerror(EIO)) != std::string::npos);
+}
+
+TEST_CASE("a drop folder without failed/ has nothing to retry") {
+  test::TempDir d;
+  Result<std::vector<FailedBundle>> list = ListFailed(d / "never-made");
+  REQUIRE_MESSAGE(list.ok(), list.status().message());
+  CHECK(list->empty());
 }
 
 }  // namespace

@@ -1180,6 +1180,57 @@ def progress_on_tty(sb):
     check_lines_start_clean(tty, "publish with a note")
 
 
+# --- 9. retry, rollback of a version folder, inspect with a daemon config ------
+
+def daemon_config(sb, text):
+    return write_text(os.path.join(sb.inner, "daemon.yaml"), text)
+
+
+def fail_by_hand(drop, name, original, data=b"bundle"):
+    """What the daemon leaves in failed/ (daemon/drop_folder.cpp, QuarantineBundle)."""
+    failed = os.path.join(drop, ".weightdrop", "failed")
+    os.makedirs(failed, exist_ok=True)
+    H.write(os.path.join(failed, name), data)
+    write_text(os.path.join(failed, name + ".error.txt"),
+               f"bundle: {drop}/{original}\nfailed: 2026-01-01T00:00:00Z\nerror: bad\n")
+    time.sleep(0.02)  # failed/ is read in order of ctime, which ticks coarsely
+
+
+@check("retry: failed bundles move back under their dropped names; nothing is overwritten")
+@with_sandbox
+def retry_moves_back(sb):
+    drop, other = os.path.join(sb.inner, "drop"), os.path.join(sb.inner, "other")
+    c = daemon_config(sb, f"state_dir: state\nwatches:\n  - drop: {drop}\n    serve: {sb.S}\n"
+                          f"  - drop: {other}\n    serve: {sb.S}\n")
+    failed = os.path.join(drop, ".weightdrop", "failed")
+    fail_by_hand(drop, "x.npz", "x.npz", b"first")
+    fail_by_hand(drop, "x.npz.2", "x.npz", b"second")  # the same name failed twice
+    fail_by_hand(drop, "y.npz", "y.npz")
+    fail_by_hand(other, "z.npz", "z.npz")
+
+    r = wd("retry", "--config", c, "--watch", "drop")
+    assert r.rc == 1, f"the second x.npz cannot go back yet: expected exit 1:\n      {r}"
+    assert f"retry: {failed}/x.npz -> {drop}/x.npz\n" in r.out, f"no line for x.npz:\n      {r}"
+    assert f"retry: {failed}/y.npz -> {drop}/y.npz\n" in r.out, f"no line for y.npz:\n      {r}"
+    assert r.out.strip().splitlines()[-1] == "retry: 2 bundles moved back", f"count:\n      {r}"
+    assert f"{drop}/x.npz already exists" in r.err and "x.npz.2" in r.err, f"no refusal:\n      {r}"
+    assert read_bytes(os.path.join(drop, "x.npz")) == b"first"
+    assert sorted(os.listdir(failed)) == ["x.npz.2", "x.npz.2.error.txt"], os.listdir(failed)
+    assert os.path.exists(os.path.join(other, ".weightdrop", "failed", "z.npz")), "--watch ignored"
+
+    os.remove(os.path.join(drop, "x.npz"))  # as when the daemon has taken it
+    r = expect_ok(wd("retry", "--config", c, "--watch", drop, "x.npz"), "retry x.npz by name")
+    assert f"retry: {failed}/x.npz.2 -> {drop}/x.npz\n" in r.out, f"not back as x.npz:\n      {r}"
+    assert read_bytes(os.path.join(drop, "x.npz")) == b"second" and os.listdir(failed) == []
+
+    r = wd("retry", "--config", c, "nosuch.npz")
+    assert r.rc == 1 and "no failed bundle nosuch.npz" in r.err, f"expected exit 1:\n      {r}"
+    r = expect_ok(wd("retry", "--config", c), "retry of every watch")
+    assert f"-> {other}/z.npz" in r.out and "retry: 1 bundle moved back" in r.out, str(r)
+    r = wd("retry", "--config", c, "--watch", "nowhere")
+    assert r.rc == 2 and "--watch nowhere" in r.err and drop in r.err, f"expected exit 2:\n      {r}"
+
+
 # --- runner -------------------------------------------------------------------
 
 def main():
