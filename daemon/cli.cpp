@@ -58,6 +58,9 @@ struct PipelineFlags {
   std::string shard_size;
   std::vector<std::string> quantize;  // DTYPE=PATTERN[,PATTERN]
   std::vector<std::string> groups;    // PATTERN[,PATTERN]
+  // inspect --config DAEMON.yaml: the chosen watch's settings (defaults with
+  // its overrides), used instead of reading `config` as pipeline settings.
+  std::optional<PipelineOptions> watch_options;
 
   void Add(CLI::App* cmd, bool with_overrides) {
     cmd->add_option("--config", config, "pipeline settings (YAML, docs/configuration.md)");
@@ -75,7 +78,9 @@ struct PipelineFlags {
 
   Result<PipelineOptions> Resolve() const {
     PipelineOptions o;
-    if (!config.empty()) {
+    if (watch_options) {
+      o = *watch_options;
+    } else if (!config.empty()) {
       WD_ASSIGN_OR_RETURN(o, LoadPipelineConfig(config));
     }
     if (!shard_size.empty()) {
@@ -372,6 +377,45 @@ int RunRetry(const std::string& config, const std::string& watch,
   return trouble ? kExitFailure : kExitOk;
 }
 
+// inspect --config DAEMON.yaml [--watch W]: sets `flags` to the watch's
+// settings and prints the model name its template gives `bundle`. Nothing
+// to do for pipeline settings. Returns an exit code; kExitOk to go on.
+int UseInspectWatch(const std::string& bundle, const std::string& watch, PipelineFlags& flags) {
+  if (flags.config.empty()) {
+    if (watch.empty()) return kExitOk;
+    return Fail(Status::Usage("--watch " + watch + " needs --config with a daemon config"));
+  }
+  auto text = DefaultFileSystem().ReadFile(flags.config, 16u << 20);
+  if (!text.ok()) return Fail(text.status());
+  if (!LooksLikeDaemonConfig(*text)) {
+    if (watch.empty()) return kExitOk;
+    return Fail(Status::Usage("--watch " + watch + ": " + flags.config +
+                              " is pipeline settings, not a daemon config (it has no watches)"));
+  }
+  auto cfg = ParseDaemonConfig(*text, flags.config);
+  if (!cfg.ok()) return Fail(cfg.status());
+  auto watches = SelectWatches(*cfg, watch);
+  if (!watches.ok()) return Fail(watches.status());
+  if (watches->size() != 1) {
+    std::string drops;
+    for (const WatchConfig* w : *watches) drops += (drops.empty() ? "" : ", ") + w->drop;
+    return Fail(
+        Status::Usage(flags.config + " has " + Counted(watches->size(), "watch", "watches") +
+                      ": pick one with --watch DROP (" + (drops.empty() ? "none" : drops) + ")"));
+  }
+  const WatchConfig& w = *watches->front();
+  flags.watch_options = w.options;
+  auto model = ExpandModelTemplate(w.model, BaseName(bundle), w.drop);
+  if (model.ok()) {
+    std::printf("watch %s: publishes as model %s into %s/%s (model template '%s')\n",
+                w.drop.c_str(), model->c_str(), w.serve.c_str(), model->c_str(), w.model.c_str());
+  } else {
+    std::printf("watch %s: would fail this bundle: %s\n", w.drop.c_str(),
+                model.status().message().c_str());
+  }
+  return kExitOk;
+}
+
 int RunCheckConfig(const std::string& file) {
   auto text = DefaultFileSystem().ReadFile(file, 16u << 20);
   if (!text.ok()) return Fail(text.status());
@@ -439,6 +483,10 @@ int RunCli(int argc, char** argv) {
   auto* inspect = app.add_subcommand("inspect", "show how a bundle would be published");
   inspect->add_option("BUNDLE", bundle, ".npz, .npy or folder of them")->required();
   inspect_flags.Add(inspect, true);
+  std::string inspect_watch;
+  inspect->add_option("--watch", inspect_watch,
+                      "with a daemon --config: the watch (drop folder or its base name) whose "
+                      "settings to use; may be left out when there is one");
 
   auto* verify = app.add_subcommand("verify", "check a published model or version");
   verify->add_option("TARGET", target, "S/M (current version) or S/M/V")->required();
@@ -478,7 +526,10 @@ int RunCli(int argc, char** argv) {
   const Status st =
       CatchInternal(publish->parsed() ? "publishing" : "inspecting", bundle, [&]() -> Status {
         if (publish->parsed()) code = RunPublish(bundle, to, model, keep_versions, publish_flags);
-        if (inspect->parsed()) code = RunInspect(bundle, inspect_flags);
+        if (inspect->parsed()) {
+          code = UseInspectWatch(bundle, inspect_watch, inspect_flags);
+          if (code == kExitOk) code = RunInspect(bundle, inspect_flags);
+        }
         return Status::Ok();
       });
   if (!st.ok()) return Fail(st);

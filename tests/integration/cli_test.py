@@ -1231,6 +1231,34 @@ def retry_moves_back(sb):
     assert r.rc == 2 and "--watch nowhere" in r.err and drop in r.err, f"expected exit 2:\n      {r}"
 
 
+@check("inspect: --config DAEMON.yaml --watch uses the watch's settings and names the model")
+@with_sandbox
+def inspect_daemon_watch(sb):
+    b = sb.npz("net.npz", **{"enc/kernel": np.ones((4, 4), np.float32),
+                             "enc/bias": np.ones(4, np.float32)})
+    drop_a, drop_b = os.path.join(sb.inner, "a"), os.path.join(sb.inner, "b")
+    c = daemon_config(sb, "state_dir: state\ndefaults:\n  shard_size: 16\nwatches:\n"
+                          f"  - drop: {drop_a}\n    serve: {sb.S}\n    model: '{{drop}}-{{stem}}'\n"
+                          "    quantize: {float16: true}\n"
+                          f"  - drop: {drop_b}\n    serve: {sb.S}\n")
+    r = expect_ok(wd("inspect", b, "--config", c, "--watch", "a"), "inspect --watch a")
+    first = r.out.splitlines()[0]
+    assert "a-net" in first and f"{sb.S}/a-net" in first, f"no model name line:\n      {r}"
+    assert re.search(r"enc/kernel .* float16", r.out), f"watch a's float16 not applied:\n      {r}"
+    assert "shards: 3" in r.out, f"defaults' shard_size 16 not applied (40 bytes):\n      {r}"
+    r = expect_ok(wd("inspect", b, "--config", c, "--watch", drop_b), "inspect --watch DROP")
+    assert "model net " in r.out.splitlines()[0] and "float16" not in r.out, str(r)
+    assert "shards: 5" in r.out, f"defaults' shard_size 16 not applied (80 bytes):\n      {r}"
+    r = wd("inspect", b, "--config", c)
+    assert r.rc == 2 and "--watch" in r.err and drop_a in r.err, f"expected exit 2:\n      {r}"
+    r = wd("inspect", b, "--watch", "a")
+    assert r.rc == 2 and "daemon config" in r.err, f"expected exit 2:\n      {r}"
+    one = write_text(os.path.join(sb.inner, "one.yaml"),
+                     f"state_dir: state\nwatches:\n  - drop: {drop_a}\n    serve: {sb.S}\n")
+    r = expect_ok(wd("inspect", b, "--config", one), "inspect with the only watch")
+    assert "model net " in r.out.splitlines()[0], str(r)
+
+
 # --- runner -------------------------------------------------------------------
 
 def main():
