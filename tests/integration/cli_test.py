@@ -1259,6 +1259,45 @@ def inspect_daemon_watch(sb):
     assert "model net " in r.out.splitlines()[0], str(r)
 
 
+@check("rollback: a version folder is refused with the command to use, and nothing is written")
+@with_sandbox
+def rollback_version_folder(sb):
+    for i in (1, 2, 3):
+        expect_ok(sb.publish(distinct_bundle(sb, i)))
+    before = snapshot(sb.S)
+    r = wd("rollback", os.path.join(sb.model_dir(), "2"))
+    want = (f"{sb.model_dir()}/2 is a version folder: pass the model folder and the version, "
+            f"`weightdrop rollback {sb.model_dir()} --to 2`")
+    assert r.rc == 2 and want in r.err, f"expected exit 2 and {want!r}:\n      {r}"
+    assert "nothing is current" not in r.err, str(r)
+    assert not snapshot_diff(before, snapshot(sb.S)), "the refused rollback wrote something"
+
+
+@check("status: after a clean stop, 'stopped at <UTC time> (pid N)'")
+@with_sandbox
+def status_after_stop(sb):
+    import signal
+    drop, state = os.path.join(sb.inner, "drop"), os.path.join(sb.inner, "state")
+    c = daemon_config(sb, f"state_dir: {state}\nwatches:\n  - drop: {drop}\n    serve: {sb.S}\n")
+    p = subprocess.Popen([BINARY, "run", "--config", c], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE)
+    status = os.path.join(state, "status.json")
+    deadline = time.monotonic() + 10
+    while not os.path.exists(status) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    err = p.communicate(timeout=30)[1].decode("utf-8", "replace")
+    assert p.returncode == 0, f"daemon exited {p.returncode}: {err}"
+    st = load_json(status)
+    assert st["state"] == "stopped" and re.match(r"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\dZ$", st.get("stopped") or ""), \
+        f"status.json after a clean stop: {st}"
+    r = expect_ok(wd("status", "--config", c), "status")
+    first = r.out.splitlines()[0]
+    assert first.startswith(f"weightdrop stopped at {st['stopped']} (pid {p.pid}), started "), \
+        f"header {first!r}"
+    assert "no process" not in r.out, f"a clean stop is not a vanished daemon:\n      {r}"
+
+
 # --- runner -------------------------------------------------------------------
 
 def main():
