@@ -1,4 +1,4 @@
-// DaemonConfig: the `weightdrop run` configuration (SPEC §5) as plain
+// DaemonConfig: the `weightdrop run` configuration (docs/configuration.md) as plain
 // structs with defaults written in: global settings, top-level pipeline
 // `defaults`, and the watches, each with its own overrides and hooks.
 #pragma once

@@ -1,5 +1,5 @@
 // Node-level YAML helpers shared by the config/ parsers: source locations,
-// one table of keys per mapping, and the table of pipeline keys (SPEC §3).
+// one table of keys per mapping, and the table of pipeline keys (docs/configuration.md).
 // Internal to config/: only config/*.cpp include it, so yaml-cpp types stay
 // out of core/ and daemon/ headers. Nothing here throws on purpose, but the
 // entry point that called YAML::Load must still catch (yaml-cpp may throw).
