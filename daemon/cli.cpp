@@ -264,10 +264,12 @@ int RunVerify(const std::string& target, const std::string& against) {
   for (const auto& w : r->warnings) std::cerr << "weightdrop: warning: " << w << "\n";
   for (const auto& p : r->problems) std::cerr << "weightdrop: problem: " << p << "\n";
   if (!r->problems.empty()) {
-    std::cerr << "weightdrop: " << r->version_dir << ": " << r->problems.size() << " problem(s)\n";
+    std::cerr << "weightdrop: " << r->version_dir << ": "
+              << Counted(r->problems.size(), "problem", "problems") << "\n";
     return kExitFailure;
   }
-  std::cout << r->version_dir << ": ok (" << r->shards_checked << " shards verified)\n";
+  std::cout << r->version_dir << ": ok (" << Counted(r->shards_checked, "shard", "shards")
+            << " verified)\n";
   return kExitOk;
 }
 
