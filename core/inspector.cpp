@@ -12,6 +12,9 @@ Result<InspectReport> Inspect(const std::string& bundle_path, const PipelineOpti
   WD_ASSIGN_OR_RETURN(Plan plan, MakePlan(*bundle, options));
   InspectReport report;
   report.hazard_split = plan.hazard_split;
+  for (const UnusedPattern& u : plan.unused_patterns) {
+    report.warnings.push_back(UnusedPatternMessage(u));
+  }
   for (size_t gi = 0; gi < plan.groups.size(); ++gi) {
     const PlannedGroup& g = plan.groups[gi];
     for (const PlannedWeight& pw : g.weights) {

@@ -29,6 +29,7 @@ struct InspectReport {
   std::vector<InspectRow> rows;
   std::vector<std::string> shards;  // planned shard names with sizes
   bool hazard_split = false;
+  std::vector<std::string> warnings;  // patterns without effect (UnusedPatternMessage)
 };
 
 Result<InspectReport> Inspect(const std::string& bundle_path, const PipelineOptions& options);

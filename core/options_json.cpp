@@ -38,6 +38,7 @@ Result<PipelineOptions> Parse(const json& j) {
     o.quantize.patterns.emplace_back(d, p.at(1).get<std::vector<std::string>>());
   }
   WD_ASSIGN_OR_RETURN(o.quantize.fallthrough, DtypeFromJson(j.at("quantize").at("fallthrough")));
+  o.strict_patterns = j.value("strict_patterns", false);  // absent before it existed
   return o;
 }
 
@@ -64,7 +65,8 @@ json OptionsToJson(const PipelineOptions& o) {
           {"groups", groups},
           {"unmatched", o.grouping.unmatched_error ? "error" : "last"},
           {"quantize",
-           {{"patterns", patterns}, {"fallthrough", QuantDtypeName(o.quantize.fallthrough)}}}};
+           {{"patterns", patterns}, {"fallthrough", QuantDtypeName(o.quantize.fallthrough)}}},
+          {"strict_patterns", o.strict_patterns}};
 }
 
 Result<PipelineOptions> OptionsFromJson(const json& j) {

@@ -45,6 +45,11 @@ struct PipelineOptions {
   uint64_t shard_size = 4 * 1024 * 1024;
   Grouping grouping;
   QuantizeMap quantize;
+  // A quantize or group pattern that has no effect on a bundle (it matches
+  // no weight, only non-float weights, or only weights an earlier group
+  // took) refuses the bundle instead of being a warning. Left out of
+  // CanonicalOptions: it changes no output byte.
+  bool strict_patterns = false;
 };
 
 // Inverse of QuantDtypeName for "uint8", "uint16" and "float16" ("none" is
@@ -66,7 +71,8 @@ Status ValidatePipelineOptions(const PipelineOptions& options);
 // Deterministic one-line JSON of what the options mean for the output, the
 // input of the config digest in publish.json: fixed key order, pattern sets
 // sorted and deduplicated, group names and settings that cannot apply
-// (`unmatched` without pattern groups) left out.
+// (`unmatched` without pattern groups) or change no byte (`strict_patterns`)
+// left out.
 std::string CanonicalOptions(const PipelineOptions& options);
 
 }  // namespace wd

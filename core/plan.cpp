@@ -4,30 +4,106 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
+#include <utility>
 
 namespace wd {
 namespace {
 
 constexpr size_t kSizingChunk = 1 << 20;
 
+// True for a pattern that stands for "every weight": only '*'s, or, in a
+// bundle of two weights or more, one that matches each of them.
+bool MatchesEverything(const std::string& pattern, const std::vector<WeightEntry>& ws) {
+  if (pattern.find_first_not_of('*') == std::string::npos) return true;
+  return ws.size() > 1 && std::all_of(ws.begin(), ws.end(), [&](const WeightEntry& w) {
+           return MatchesPattern(pattern, w.name);
+         });
+}
+
+// Weight `name` is matched by quantize patterns of two dtypes. When one of
+// them is a catch-all, the fallthrough is what was meant.
+Status QuantConflict(const std::string& name, QuantDtype a, const std::string& pa, QuantDtype b,
+                     const std::string& pb, const std::vector<WeightEntry>& ws) {
+  std::string m = "weight '" + name + "' is matched by quantize." + QuantDtypeName(a) +
+                  " pattern '" + pa + "' and by quantize." + QuantDtypeName(b) + " pattern '" + pb +
+                  "'; a weight takes one quantization";
+  const bool b_all = MatchesEverything(pb, ws);
+  if (b_all || MatchesEverything(pa, ws)) {
+    const std::string rest = QuantDtypeName(b_all ? b : a);
+    m += ". For every weight no other pattern matches, use the fallthrough instead of '" +
+         (b_all ? pb : pa) + "': --quantize-rest " + rest + " on the command line, `" + rest +
+         ": true` under quantize in YAML";
+  }
+  return Status::Config(m);
+}
+
 // The dtype the quantize map assigns to `name`, before the float32 filter.
-Result<QuantDtype> QuantFor(const QuantizeMap& map, const std::string& name) {
+Result<QuantDtype> QuantFor(const QuantizeMap& map, const std::string& name,
+                            const std::vector<WeightEntry>& ws) {
   QuantDtype found = QuantDtype::kNone;
   std::string found_pattern;
   for (const auto& [dtype, patterns] : map.patterns) {
     for (const auto& p : patterns) {
       if (!MatchesPattern(p, name)) continue;
       if (found != QuantDtype::kNone && found != dtype) {
-        return Status::Config("weight '" + name + "' is matched by quantize." +
-                              QuantDtypeName(found) + " pattern '" + found_pattern +
-                              "' and by quantize." + QuantDtypeName(dtype) + " pattern '" + p +
-                              "'; a weight takes one quantization");
+        return QuantConflict(name, found, found_pattern, dtype, p, ws);
       }
       found = dtype;
       found_pattern = p;
     }
   }
   return found == QuantDtype::kNone ? map.fallthrough : found;
+}
+
+// Quantize patterns that quantize no weight: they match none, or only
+// weights that are not float.
+void FindUnusedQuantPatterns(const QuantizeMap& map, const std::vector<WeightEntry>& ws,
+                             std::vector<UnusedPattern>* out) {
+  std::set<std::pair<QuantDtype, std::string>> seen;
+  for (const auto& [dtype, patterns] : map.patterns) {
+    for (const auto& p : patterns) {
+      if (!seen.insert({dtype, p}).second) continue;
+      bool any = false;
+      bool quantized = false;
+      for (size_t i = 0; i < ws.size() && !quantized; ++i) {
+        if (!MatchesPattern(p, ws[i].name)) continue;
+        any = true;
+        quantized = MapDtype(ws[i].header.dtype) == OutDtype::kFloat32;
+      }
+      if (quantized) continue;
+      out->push_back(
+          {.setting = std::string("quantize ") + QuantDtypeName(dtype),
+           .pattern = p,
+           .why = any ? UnusedPattern::Why::kOnlyNonFloat : UnusedPattern::Why::kNoWeight});
+    }
+  }
+}
+
+// Group patterns that brought no weight into their group. REQUIRES:
+// groups[r] holds rule r's weights (before empty groups are dropped).
+void FindUnusedGroupPatterns(const Grouping& g, const std::vector<WeightEntry>& ws,
+                             const std::vector<PlannedGroup>& groups,
+                             std::vector<UnusedPattern>* out) {
+  for (size_t r = 0; r < g.rules.size(); ++r) {
+    std::set<std::string> seen;
+    for (const std::string& p : g.rules[r].match) {
+      if (!seen.insert(p).second) continue;
+      const auto& joined = groups[r].weights;
+      if (std::any_of(joined.begin(), joined.end(), [&](const PlannedWeight& pw) {
+            return MatchesPattern(p, ws[pw.entry].name);
+          })) {
+        continue;
+      }
+      const bool any = std::any_of(ws.begin(), ws.end(),
+                                   [&](const WeightEntry& w) { return MatchesPattern(p, w.name); });
+      const std::string& name = g.rules[r].name;
+      out->push_back(
+          {.setting = "group " + std::to_string(r + 1) + (name.empty() ? "" : " (" + name + ")"),
+           .pattern = p,
+           .why = any ? UnusedPattern::Why::kOnlyTakenEarlier : UnusedPattern::Why::kNoWeight});
+    }
+  }
 }
 
 // First-N-path-component prefix of a weight name ("a/b/c", 2 -> "a/b").
@@ -42,7 +118,9 @@ std::string PrefixOf(const std::string& name, int n) {
 }
 
 // Assigns every weight to a group key (ordered), per the grouping settings.
-Result<std::vector<PlannedGroup>> AssignGroups(const Bundle& bundle, const Grouping& g) {
+// Group patterns that brought in no weight are added to `unused`.
+Result<std::vector<PlannedGroup>> AssignGroups(const Bundle& bundle, const Grouping& g,
+                                               std::vector<UnusedPattern>* unused) {
   std::vector<PlannedGroup> groups;
   const auto& ws = bundle.weights();
   if (g.kind == Grouping::Kind::kSingle) {
@@ -75,6 +153,7 @@ Result<std::vector<PlannedGroup>> AssignGroups(const Bundle& bundle, const Group
       }
       groups[r].weights.push_back({.entry = i});
     }
+    FindUnusedGroupPatterns(g, ws, groups, unused);
   }
   std::erase_if(groups, [](const PlannedGroup& pg) { return pg.weights.empty(); });
   for (size_t i = 0; i < groups.size(); ++i) {
@@ -169,22 +248,51 @@ bool MitigateTfjsUniformShardHazard(std::vector<PlannedGroup>& groups) {
   return true;
 }
 
+std::string UnusedPatternMessage(const UnusedPattern& u) {
+  const std::string head = u.setting + " pattern '" + u.pattern + "' matched ";
+  switch (u.why) {
+    case UnusedPattern::Why::kNoWeight:
+      break;
+    case UnusedPattern::Why::kOnlyNonFloat:
+      return head + "only non-float weights (not quantized)";
+    case UnusedPattern::Why::kOnlyTakenEarlier:
+      return head + "only weights an earlier group took";
+  }
+  return head + "no weight";
+}
+
 Result<Plan> MakePlan(const Bundle& bundle, const PipelineOptions& options) {
   if (bundle.weights().empty()) {
     return Status::Bundle(bundle.path() + ": holds no weights (no .npy files or .npz members)");
   }
-  auto groups_or = AssignGroups(bundle, options.grouping);
+  const std::vector<WeightEntry>& ws = bundle.weights();
+  std::vector<UnusedPattern> unused_groups;
+  auto groups_or = AssignGroups(bundle, options.grouping, &unused_groups);
   if (!groups_or.ok()) return groups_or.status().WithContext(bundle.path());
   auto groups = std::move(groups_or).value();
+  for (PlannedGroup& g : groups) {
+    for (PlannedWeight& pw : g.weights) {
+      const WeightEntry& w = ws[pw.entry];
+      pw.out = MapDtype(w.header.dtype);
+      Result<QuantDtype> q = QuantFor(options.quantize, w.name, ws);
+      if (!q.ok()) return q.status().WithContext(bundle.path());
+      pw.quant = pw.out == OutDtype::kFloat32 ? *q : QuantDtype::kNone;
+    }
+  }
+  std::vector<UnusedPattern> unused;
+  FindUnusedQuantPatterns(options.quantize, ws, &unused);
+  unused.insert(unused.end(), unused_groups.begin(), unused_groups.end());
+  if (options.strict_patterns && !unused.empty()) {
+    std::string m;
+    for (const UnusedPattern& u : unused) m += (m.empty() ? "" : "; ") + UnusedPatternMessage(u);
+    return Status::Config(bundle.path() + ": " + m +
+                          " (an error with strict_patterns / --strict-patterns)");
+  }
   uint64_t shard_count = 0;  // bounded before any shard is cut
   for (size_t gi = 0; gi < groups.size(); ++gi) {
     PlannedGroup& g = groups[gi];
     for (PlannedWeight& pw : g.weights) {
-      const WeightEntry& w = bundle.weights()[pw.entry];
-      pw.out = MapDtype(w.header.dtype);
-      Result<QuantDtype> q = QuantFor(options.quantize, w.name);
-      if (!q.ok()) return q.status().WithContext(bundle.path());
-      pw.quant = pw.out == OutDtype::kFloat32 ? *q : QuantDtype::kNone;
+      const WeightEntry& w = ws[pw.entry];
       WD_ASSIGN_OR_RETURN(pw.encoded_bytes, EncodedBytes(bundle, w, pw.out, pw.quant));
       pw.offset = g.total_bytes;
       g.total_bytes += pw.encoded_bytes;
@@ -198,7 +306,8 @@ Result<Plan> MakePlan(const Bundle& bundle, const PipelineOptions& options) {
     }
     g.shards = CutShards(g.total_bytes, options.shard_size, static_cast<int>(gi + 1));
   }
-  Plan plan{.groups = std::move(groups)};
+  Plan plan{
+      .groups = std::move(groups), .hazard_split = false, .unused_patterns = std::move(unused)};
   plan.hazard_split = MitigateTfjsUniformShardHazard(plan.groups);
   return plan;
 }

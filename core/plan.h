@@ -35,9 +35,28 @@ struct PlannedGroup {
   std::vector<PlannedShard> shards;  // empty when total_bytes == 0
 };
 
+// A quantize or group pattern that had no effect on the bundle: likely a
+// typo or a stale setting (docs/configuration.md, "Patterns that match
+// nothing").
+struct UnusedPattern {
+  enum class Why {
+    kNoWeight,          // matched no weight name
+    kOnlyNonFloat,      // quantize: matched only weights that are not float (not quantized)
+    kOnlyTakenEarlier,  // groups: every weight it matched joined an earlier group
+  };
+  std::string setting;  // "quantize uint8", "group 2" or "group 2 (encoder)"
+  std::string pattern;
+  Why why = Why::kNoWeight;
+};
+
+// "quantize uint8 pattern '*/kernal' matched no weight".
+std::string UnusedPatternMessage(const UnusedPattern& u);
+
 struct Plan {
   std::vector<PlannedGroup> groups;  // only groups holding at least one weight
   bool hazard_split = false;         // the tfjs uniform-shard mitigation cut a shard
+  // Each pattern once, quantize dtypes first, in settings order.
+  std::vector<UnusedPattern> unused_patterns;
 };
 
 // Most shard files one version may have. Plan memory follows the shard
@@ -46,7 +65,8 @@ inline constexpr uint64_t kMaxShards = 100000;
 
 // Builds the plan. String weights are read once to size them. Errors: a
 // weight matched by two quantization dtypes (kConfig, naming the weight and
-// patterns), `unmatched: error` with an unmatched weight (kConfig), and any
+// patterns), `unmatched: error` with an unmatched weight (kConfig), an
+// unused pattern with `strict_patterns` (kConfig, naming every one), and any
 // read error (kBundle).
 Result<Plan> MakePlan(const Bundle& bundle, const PipelineOptions& options);
 

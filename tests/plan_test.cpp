@@ -201,6 +201,90 @@ TEST_CASE("a hazardous layout is cut so the last shard is never larger than the 
   CHECK_FALSE(IsTfjsUniformShardHazard(sizes));
 }
 
+// dense/bias, dense/kernel (float32) and step (int32), in that order.
+std::unique_ptr<Bundle> DenseAndStep(const test::TempDir& d) {
+  test::WriteFile(d / "b/dense/bias.npy", Npy("<f4", "(2,)", std::string(8, '\0')));
+  test::WriteFile(d / "b/dense/kernel.npy", Npy("<f4", "(2,)", std::string(8, '\0')));
+  test::WriteFile(d / "b/step.npy", Npy("<i4", "(1,)", std::string(4, '\0')));
+  auto b = Bundle::Open(d / "b");
+  REQUIRE_MESSAGE(b.ok(), b.status().message());
+  return std::move(b).value();
+}
+
+std::vector<std::string> UnusedMessages(const Plan& p) {
+  std::vector<std::string> out;
+  for (const UnusedPattern& u : p.unused_patterns) out.push_back(UnusedPatternMessage(u));
+  return out;
+}
+
+TEST_CASE("patterns without effect are reported once each, quantize first, in settings order") {
+  test::TempDir d;
+  auto b = DenseAndStep(d);
+  PipelineOptions o;
+  o.quantize.patterns = {{QuantDtype::kUint8, {"*/kernal", "*/kernel", "*/kernal"}},
+                         {QuantDtype::kUint16, {"step"}},
+                         {QuantDtype::kUint8, {"*/kernal"}}};
+  o.grouping.kind = Grouping::Kind::kPatterns;
+  o.grouping.rules = {{"", {"dense/*"}}, {"", {"dense/k*", "s*"}}, {"extra", {"x*"}}};
+  auto p = MakePlan(*b, o);
+  REQUIRE_MESSAGE(p.ok(), p.status().message());
+  CHECK(UnusedMessages(*p) == std::vector<std::string>{
+                                  "quantize uint8 pattern '*/kernal' matched no weight",
+                                  "quantize uint16 pattern 'step' matched only non-float weights "
+                                  "(not quantized)",
+                                  "group 2 pattern 'dense/k*' matched only weights an earlier "
+                                  "group took",
+                                  "group 3 (extra) pattern 'x*' matched no weight",
+                              });
+  // Settings whose every pattern has an effect report nothing.
+  o.quantize.patterns = {{QuantDtype::kUint8, {"*/kernel"}}, {QuantDtype::kFloat16, {"*/b*"}}};
+  o.grouping.rules = {{"", {"dense/*", "*/kernel"}}, {"", {"s*"}}};
+  p = MakePlan(*b, o);
+  REQUIRE(p.ok());
+  CHECK(p->unused_patterns.empty());
+}
+
+TEST_CASE("with strict_patterns an unused pattern refuses the bundle, naming every one") {
+  test::TempDir d;
+  auto b = DenseAndStep(d);
+  PipelineOptions o;
+  o.strict_patterns = true;
+  o.quantize.patterns = {{QuantDtype::kUint8, {"*/kernel"}}};
+  CHECK(MakePlan(*b, o).ok());
+  o.quantize.patterns = {{QuantDtype::kUint8, {"*/kernal"}}, {QuantDtype::kUint16, {"step"}}};
+  auto p = MakePlan(*b, o);
+  REQUIRE_FALSE(p.ok());
+  CHECK(p.status().kind() == ErrorKind::kConfig);
+  CHECK(p.status().message() ==
+        b->path() +
+            ": quantize uint8 pattern '*/kernal' matched no weight; quantize uint16 pattern "
+            "'step' matched only non-float weights (not quantized) (an error with "
+            "strict_patterns / --strict-patterns)");
+}
+
+TEST_CASE("a catch-all quantize pattern in a conflict suggests the fallthrough") {
+  test::TempDir d;
+  auto b = DenseAndStep(d);
+  PipelineOptions o;
+  o.quantize.patterns = {{QuantDtype::kUint8, {"*/kernel"}}, {QuantDtype::kFloat16, {"*"}}};
+  auto p = MakePlan(*b, o);
+  REQUIRE_FALSE(p.ok());
+  CHECK(p.status().kind() == ErrorKind::kConfig);
+  CHECK(p.status().message().find("instead of '*': --quantize-rest float16 on the command line, "
+                                  "`float16: true` under quantize in YAML") != std::string::npos);
+  // A pattern that matches every weight of the bundle is a catch-all too.
+  o.quantize.patterns = {{QuantDtype::kUint16, {"[ds]*"}}, {QuantDtype::kUint8, {"*/kernel"}}};
+  p = MakePlan(*b, o);
+  REQUIRE_FALSE(p.ok());
+  CHECK(p.status().message().find("instead of '[ds]*': --quantize-rest uint16") !=
+        std::string::npos);
+  // Two narrow patterns: no such hint.
+  o.quantize.patterns = {{QuantDtype::kUint8, {"*/kernel"}}, {QuantDtype::kFloat16, {"dense/*"}}};
+  p = MakePlan(*b, o);
+  REQUIRE_FALSE(p.ok());
+  CHECK(p.status().message().find("--quantize-rest") == std::string::npos);
+}
+
 TEST_CASE("an empty bundle is refused") {
   test::TempDir d;
   test::WriteFile(d / "b/readme.txt", "nothing");

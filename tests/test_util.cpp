@@ -110,6 +110,7 @@ std::string DumpOptions(const PipelineOptions& o) {
   if (o.quantize.fallthrough != QuantDtype::kNone) {
     s << " " << QuantDtypeName(o.quantize.fallthrough) << "=true";
   }
+  if (o.strict_patterns) s << " strict_patterns";
   return s.str();
 }
 
