@@ -1,10 +1,12 @@
 #include "core/pipeline.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <filesystem>
 #include <thread>
 #include <vector>
@@ -88,6 +90,21 @@ class BundleDigestTask {
   std::jthread thread_;  // last: starts after the members it writes exist
 };
 
+// The bundle digest, hashed now, when the current version may come from
+// this very bundle (same settings digest and fingerprint): the publisher can
+// then say "unchanged" before anything is staged or encoded. "" otherwise.
+Result<std::string> DigestIfMaybeCurrent(const Bundle& bundle, Publisher& publisher,
+                                         const PublishRequest& req) {
+  const auto current = publisher.CurrentSource(req.serve_root, req.model);
+  if (!current || current->config_digest != req.config_digest || current->fingerprint.empty() ||
+      current->fingerprint != req.source_fingerprint) {
+    return std::string();
+  }
+  Result<std::string> sha = BundleDigest(bundle);
+  if (!sha.ok()) return OnBundleSide(sha.status());
+  return sha;
+}
+
 }  // namespace
 
 std::vector<WeightRead> PlanReads(const Plan& plan) {
@@ -140,24 +157,29 @@ Result<StagedContent> WriteShards(const Bundle& bundle, const Plan& plan, FileSy
   return out;
 }
 
-Result<std::string> BundleDigest(const Bundle& bundle) {
-  Sha256 h;
+namespace {
+
+// One file the bundle digest covers: its name there ("" for a .npz bundle,
+// which is digested as its bytes alone) and its path.
+struct DigestFile {
+  std::string name;
+  std::string path;
+};
+
+// The files of the bundle digest, in digest order (docs/formats.md).
+Result<std::vector<DigestFile>> DigestFiles(const Bundle& bundle) {
+  const std::string& path = bundle.path();
   const bool single_npy =
       !bundle.is_directory() && bundle.weights().size() == 1 && bundle.weights()[0].archive < 0;
   if (single_npy) {
     // The file's name is its weight's name: hash it as a folder of one file.
-    const std::string& path = bundle.path();
-    WD_RETURN_IF_ERROR(HashNamedFile(path.substr(path.find_last_of('/') + 1), path, h));
-    return h.HexDigest();
+    return std::vector<DigestFile>{{path.substr(path.find_last_of('/') + 1), path}};
   }
-  if (!bundle.is_directory()) {
-    WD_RETURN_IF_ERROR(HashFileInto(bundle.path(), h).status());
-    return h.HexDigest();
-  }
+  if (!bundle.is_directory()) return std::vector<DigestFile>{{"", path}};
   namespace fs = std::filesystem;
   std::vector<std::string> files;
   std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(bundle.path(), ec);
+  for (auto it = fs::recursive_directory_iterator(path, ec);
        !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
     const std::string name = it->path().filename().string();
     if (IsIgnoredName(name)) {
@@ -165,14 +187,76 @@ Result<std::string> BundleDigest(const Bundle& bundle) {
       continue;
     }
     if (it->is_regular_file(ec) && !it->is_symlink(ec)) {
-      files.push_back(fs::relative(it->path(), bundle.path(), ec).generic_string());
+      files.push_back(fs::relative(it->path(), path, ec).generic_string());
     }
   }
-  if (ec) return ErrnoStatus("cannot list " + bundle.path(), ec.value());
+  if (ec) return ErrnoStatus("cannot list " + path, ec.value());
   std::sort(files.begin(), files.end());
-  for (const auto& rel : files) {
-    WD_RETURN_IF_ERROR(HashNamedFile(rel, bundle.path() + "/" + rel, h));
+  std::vector<DigestFile> out;
+  for (auto& rel : files) out.push_back({rel, path + "/" + rel});
+  return out;
+}
+
+// `n` bytes of `fd` from `offset` into `h`.
+Status HashRange(int fd, uint64_t offset, uint64_t n, const std::string& path, Sha256& h) {
+  std::vector<uint8_t> buf(static_cast<size_t>(n));
+  for (size_t done = 0; done < buf.size();) {
+    const ssize_t got =
+        pread(fd, buf.data() + done, buf.size() - done, static_cast<off_t>(offset + done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) return ErrnoStatus("cannot read " + path, errno);
+    if (got == 0) return Status::Incomplete(path + ": shrank while it was read");
+    done += static_cast<size_t>(got);
   }
+  h.Update(buf.data(), buf.size());
+  return Status::Ok();
+}
+
+// One file of the fingerprint: its digest name, a NUL, its size as 8 bytes
+// little-endian, its first 4 KiB and its last 4 KiB (64 KiB for a .npz),
+// never a byte twice (docs/formats.md, "Bundle fingerprint").
+Status FingerprintFile(const DigestFile& f, Sha256& h) {
+  constexpr uint64_t kHead = 4096;
+  // A .npz ends in its central directory: every member's CRC-32 and sizes.
+  const uint64_t tail = f.path.ends_with(".npz") ? 65536 : 4096;
+  const int fd = open(f.path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus("cannot read " + f.path, errno);
+  struct stat st {};
+  Status status = fstat(fd, &st) == 0 ? Status::Ok() : ErrnoStatus("cannot stat " + f.path, errno);
+  if (status.ok()) {
+    const uint64_t size = static_cast<uint64_t>(st.st_size);
+    uint8_t le[8];
+    for (int i = 0; i < 8; ++i) le[i] = static_cast<uint8_t>(size >> (8 * i));
+    h.Update(f.name.c_str(), f.name.size() + 1);  // with the NUL
+    h.Update(le, sizeof le);
+    const uint64_t head = std::min(kHead, size);
+    const uint64_t back = std::min(tail, size - head);
+    status = HashRange(fd, 0, head, f.path, h);
+    if (status.ok()) status = HashRange(fd, size - back, back, f.path, h);
+  }
+  close(fd);
+  return status;
+}
+
+}  // namespace
+
+Result<std::string> BundleDigest(const Bundle& bundle) {
+  WD_ASSIGN_OR_RETURN(std::vector<DigestFile> files, DigestFiles(bundle));
+  Sha256 h;
+  for (const DigestFile& f : files) {
+    if (f.name.empty()) {
+      WD_RETURN_IF_ERROR(HashFileInto(f.path, h).status());
+    } else {
+      WD_RETURN_IF_ERROR(HashNamedFile(f.name, f.path, h));
+    }
+  }
+  return h.HexDigest();
+}
+
+Result<std::string> BundleFingerprint(const Bundle& bundle) {
+  WD_ASSIGN_OR_RETURN(std::vector<DigestFile> files, DigestFiles(bundle));
+  Sha256 h;
+  for (const DigestFile& f : files) WD_RETURN_IF_ERROR(FingerprintFile(f, h));
   return h.HexDigest();
 }
 
@@ -199,6 +283,8 @@ Result<BundlePublish> PublishBundle(const std::string& path, const PublishSettin
   auto model_json = ReadBundleModelJson(*bundle);
   if (!model_json.ok()) return OnBundleSide(model_json.status());
   if (settings.on_planned) settings.on_planned(plan);
+  Result<std::string> fingerprint = BundleFingerprint(*bundle);
+  if (!fingerprint.ok()) return OnBundleSide(fingerprint.status());
   PublishRequest req{
       .serve_root = settings.serve_root,
       .model = settings.model,
@@ -206,26 +292,41 @@ Result<BundlePublish> PublishBundle(const std::string& path, const PublishSettin
       .source_path = settings.source_path.empty()
                          ? std::filesystem::absolute(path).lexically_normal().string()
                          : settings.source_path,
-      .source_sha256 = "",  // hashed alongside encoding, below
+      .source_sha256 = "",  // hashed up front or alongside encoding, below
+      .source_fingerprint = *fingerprint,
       .config_digest = Sha256Hex(CanonicalOptions(settings.options)),
       .settings = OptionsToJson(settings.options),
       .skip_if_unchanged = settings.skip_if_unchanged};
   Publisher publisher(fs);
   WD_RETURN_IF_ERROR(publisher.RemoveLeftoverStaging(settings.serve_root));
-  // The bundle digest runs on its own thread while the shards are encoded:
-  // on two cores hashing the input costs no wall time. Once it is known
-  // and equals the current version's, encoding stops early.
-  BundleDigestTask digest(*bundle);
-  // Reading starts now too, while the publisher sets up staging.
-  WeightStream stream(*bundle, PlanReads(plan), /*threaded=*/true);
+  if (settings.skip_if_unchanged) {
+    WD_ASSIGN_OR_RETURN(req.source_sha256, DigestIfMaybeCurrent(*bundle, publisher, req));
+  }
+  // Otherwise the bundle digest runs on its own thread while the shards are
+  // encoded: on two cores hashing the input costs no wall time. Once it is
+  // known and equals the current version's, encoding stops early.
+  std::optional<BundleDigestTask> digest;
+  std::optional<WeightStream> stream;
+  if (req.source_sha256.empty()) {
+    digest.emplace(*bundle);
+    // Reading starts now too, while the publisher sets up staging.
+    stream.emplace(*bundle, PlanReads(plan), /*threaded=*/true);
+  }
   auto produce = [&](const std::string& dir) -> Result<StagedContent> {
+    if (!digest) {  // the digest is known and is not the current version's
+      stream.emplace(*bundle, PlanReads(plan), /*threaded=*/true);
+      WD_ASSIGN_OR_RETURN(StagedContent staged,
+                          WriteShards(*bundle, plan, fs, dir, progress, nullptr, &*stream));
+      staged.model_json = *model_json;
+      return staged;
+    }
     const auto current = publisher.CurrentSource(settings.serve_root, settings.model);
     auto same = [&] {
       return settings.skip_if_unchanged && current && current->config_digest == req.config_digest &&
-             digest.Matches(current->sha256);
+             digest->Matches(current->sha256);
     };
-    Result<StagedContent> staged = WriteShards(*bundle, plan, fs, dir, progress, same, &stream);
-    Result<std::string> sha_or = digest.Wait();
+    Result<StagedContent> staged = WriteShards(*bundle, plan, fs, dir, progress, same, &*stream);
+    Result<std::string> sha_or = digest->Wait();
     if (!sha_or.ok()) return OnBundleSide(sha_or.status());
     const std::string sha = *sha_or;
     if (!staged.ok() && same()) {
@@ -240,6 +341,10 @@ Result<BundlePublish> PublishBundle(const std::string& path, const PublishSettin
     return staged;
   };
   WD_ASSIGN_OR_RETURN(PublishResult r, publisher.Publish(req, produce));
+  // Reported whatever the outcome, "unchanged" included.
+  std::vector<std::string> unused;
+  for (const UnusedPattern& u : plan.unused_patterns) unused.push_back(UnusedPatternMessage(u));
+  r.warnings.insert(r.warnings.begin(), unused.begin(), unused.end());
   return BundlePublish{.result = std::move(r), .plan = std::move(plan)};
 }
 

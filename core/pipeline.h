@@ -46,10 +46,18 @@ Result<StagedContent> WriteShards(const Bundle& bundle, const Plan& plan, FileSy
 // (sorted by relative path) as "<path>\0<size as 8 bytes LE><bytes>".
 Result<std::string> BundleDigest(const Bundle& bundle);
 
+// sha256 of a sample of the files BundleDigest covers: names, sizes, the
+// first and last few KiB of each (docs/formats.md, "Bundle fingerprint").
+// Reads ~8 KiB per file (68 KiB per .npz). Equal digests give equal
+// fingerprints; a different fingerprint means a different bundle.
+Result<std::string> BundleFingerprint(const Bundle& bundle);
+
 struct PublishSettings {
   std::string serve_root;
   std::string model;
   int keep_versions = 3;
+  // Publish nothing when the current version came from the same bundle and
+  // settings; false (`publish --force`) writes a new version regardless.
   bool skip_if_unchanged = true;
   PipelineOptions options;
   // Recorded as publish.json's source.path: where the bundle was dropped
@@ -65,7 +73,11 @@ struct BundlePublish {
   Plan plan;
 };
 
-// The whole publish of the bundle at `path`.
+// The whole publish of the bundle at `path`. When the current version
+// records the same settings digest and bundle fingerprint, the bundle is
+// hashed before anything is encoded, so an unchanged bundle costs one read;
+// otherwise it is hashed alongside encoding. result.warnings starts with
+// the plan's unused patterns.
 Result<BundlePublish> PublishBundle(const std::string& path, const PublishSettings& settings,
                                     FileSystem& fs, const ProgressFn& progress);
 

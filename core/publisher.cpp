@@ -210,6 +210,7 @@ std::string ProvenanceJson(const PublishRequest& req, int version, const StagedC
   j["model"] = req.model;
   j["version"] = version;
   j["source"] = {{"path", req.source_path}, {"sha256", req.source_sha256}};
+  if (!req.source_fingerprint.empty()) j["source"]["fingerprint"] = req.source_fingerprint;
   j["config_digest"] = req.config_digest;
   if (!req.settings.is_null()) j["settings"] = req.settings;
   j["created"] = NowRfc3339();
@@ -613,7 +614,14 @@ std::optional<Publisher::SourceRecord> Publisher::CurrentSource(const std::strin
   if (!text.ok()) return std::nullopt;
   const nlohmann::json j = nlohmann::json::parse(*text, nullptr, false);
   if (!j.is_object() || !j.contains("source") || !j["source"].is_object()) return std::nullopt;
-  return SourceRecord{j["source"].value("sha256", ""), j.value("config_digest", "")};
+  // A hand-edited record with a non-string value reads as not recorded.
+  auto str = [](const nlohmann::json& o, const char* key) {
+    const auto it = o.find(key);
+    return it != o.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  return SourceRecord{.sha256 = str(j["source"], "sha256"),
+                      .fingerprint = str(j["source"], "fingerprint"),
+                      .config_digest = str(j, "config_digest")};
 }
 
 Result<int> Publisher::Rollback(const std::string& serve_root, const std::string& model,

@@ -44,6 +44,9 @@ struct PublishRequest {
   int keep_versions = 3;      // >= 1
   std::string source_path;    // the bundle as dropped, for provenance
   std::string source_sha256;  // digest of the bundle (see docs/formats.md)
+  // Its fingerprint (a sample): lets the next publish of this model decide
+  // whether to hash the whole bundle before encoding. Empty: not recorded.
+  std::string source_fingerprint;
   std::string config_digest;  // sha256 of the canonical pipeline settings
   nlohmann::json settings;    // the settings, recorded for `verify --against`
   // Publish nothing when current came from the same source and config.
@@ -84,9 +87,11 @@ class Publisher {
 
   // Integer version folders of S/M, ascending.
   Result<std::vector<int>> ListVersions(const std::string& serve_root, const std::string& model);
-  // source.sha256 and config_digest recorded by the version current names.
+  // source.sha256, source.fingerprint ("" if not recorded) and
+  // config_digest recorded by the version current names.
   struct SourceRecord {
     std::string sha256;
+    std::string fingerprint;
     std::string config_digest;
   };
   std::optional<SourceRecord> CurrentSource(const std::string& serve_root,

@@ -338,6 +338,102 @@ TEST_CASE("bundle digests cover names: .npy stem, folder paths and .npz members"
   CHECK(digest(d / "x.npy") == digest(d / "f1"));
 }
 
+TEST_CASE("the bundle fingerprint covers names, sizes, heads and tails, not middles") {
+  test::TempDir d;
+  const std::string data(65536, '\1');
+  fs::create_directories(d / "f");
+  test::WriteFile(d / "x.npy", Npy("<f4", "(16384,)", data));
+  test::WriteFile(d / "y.npy", Npy("<f4", "(16384,)", data));
+  test::WriteFile(d / "f/x.npy", Npy("<f4", "(16384,)", data));
+  auto fingerprint = [](const std::string& p) {
+    auto b = Bundle::Open(p);
+    REQUIRE(b.ok());
+    auto h = BundleFingerprint(**b);
+    REQUIRE_MESSAGE(h.ok(), h.status().message());
+    return *h;
+  };
+  const std::string x = fingerprint(d / "x.npy");
+  CHECK(x.size() == 64);
+  CHECK(x != fingerprint(d / "y.npy"));
+  CHECK(x == fingerprint(d / "f"));  // files named as in the bundle digest
+  for (const auto& [at, same] :
+       {std::pair<size_t, bool>{100, false}, {40000, true}, {65535 - 100, false}}) {
+    CAPTURE(at);
+    std::string changed = data;
+    changed[at] = '\2';
+    test::WriteFile(d / "x.npy", Npy("<f4", "(16384,)", changed));
+    CHECK((fingerprint(d / "x.npy") == x) == same);
+  }
+}
+
+TEST_CASE("an unchanged bundle is found unchanged before anything is encoded") {
+  test::TempDir d;
+  std::string data(65536, '\1');
+  test::WriteFile(d / "b/w.npy", Npy("<f4", "(16384,)", data));
+  size_t progress_calls = 0;
+  auto publish = [&] {
+    PublishSettings s{.serve_root = d / "s",
+                      .model = "m",
+                      .keep_versions = 3,
+                      .skip_if_unchanged = true,
+                      .options = PipelineOptions(),
+                      .source_path = "",
+                      .on_planned = nullptr};
+    progress_calls = 0;
+    auto r =
+        PublishBundle(d / "b", s, DefaultFileSystem(), [&](const Progress&) { ++progress_calls; });
+    REQUIRE_MESSAGE(r.ok(), r.status().message());
+    return std::move(r).value();
+  };
+  BundlePublish first = publish();
+  const std::string record_path = first.result.version_dir + "/publish.json";
+  auto record = nlohmann::json::parse(test::ReadFile(record_path));
+  CHECK(record["source"]["fingerprint"].get<std::string>().size() == 64);
+
+  BundlePublish again = publish();
+  CHECK(again.result.unchanged);
+  CHECK(progress_calls == 0);
+  CHECK_FALSE(fs::exists(first.result.version_dir + "/../2"));
+
+  // A change the fingerprint does not sample: hashed up front, found
+  // different, published.
+  data[40000] = '\2';
+  test::WriteFile(d / "b/w.npy", Npy("<f4", "(16384,)", data));
+  BundlePublish changed = publish();
+  CHECK_FALSE(changed.result.unchanged);
+  CHECK(changed.result.version == 2);
+  CHECK(progress_calls > 0);
+  auto verified = Verify(d / "s/m", d / "b");
+  REQUIRE(verified.ok());
+  CHECK(verified->problems.empty());
+
+  // A version recorded before fingerprints existed is still found unchanged.
+  const std::string v2_record = changed.result.version_dir + "/publish.json";
+  record = nlohmann::json::parse(test::ReadFile(v2_record));
+  record["source"].erase("fingerprint");
+  fs::permissions(v2_record, fs::perms::owner_write, fs::perm_options::add);
+  test::WriteFile(v2_record, record.dump(2));
+  CHECK(publish().result.unchanged);
+}
+
+TEST_CASE("unused patterns are warnings of every publish, an unchanged one included") {
+  test::TempDir d;
+  test::WriteFile(d / "b/dense/kernel.npy", Npy("<f4", "(2,)", Floats({1, 2})));
+  PipelineOptions o;
+  o.quantize.patterns = {{QuantDtype::kUint8, {"*/kernal"}}};
+  const std::vector<std::string> expected = {"quantize uint8 pattern '*/kernal' matched no weight"};
+  auto first = Publish(d / "b", d / "s", o);
+  REQUIRE(first.ok());
+  CHECK(first->result.warnings == expected);
+  auto again = Publish(d / "b", d / "s", o);
+  REQUIRE(again.ok());
+  CHECK(again->result.unchanged);
+  CHECK(again->result.warnings == expected);
+  auto report = Inspect(d / "b", o);
+  REQUIRE(report.ok());
+  CHECK(report->warnings == expected);
+}
+
 // A graph model.json whose keys are deliberately not in sorted order.
 const char kGraphModel[] =
     "{\"format\": \"graph-model\", \"generatedBy\": \"2.x\",\n"
