@@ -187,11 +187,20 @@ Status ApplyQuantize(const std::string& file, const YAML::Node& value, PipelineO
 }
 
 // The one table of pipeline keys (docs/configuration.md, "Pipeline settings").
+Status ApplyStrictPatterns(const std::string& file, const YAML::Node& value, PipelineOptions* out) {
+  if (!IsBool(value, true) && !IsBool(value, false)) {
+    return ErrorAt(file, value, "strict_patterns: expected true or false, got " + Describe(value));
+  }
+  out->strict_patterns = IsBool(value, true);
+  return Status::Ok();
+}
+
 constexpr KeyRule<PipelineOptions> kPipelineKeys[] = {
     {"shard_size", ApplyShardSize},
     {"groups", ApplyGroups},
     {"unmatched", ApplyUnmatched},
     {"quantize", ApplyQuantize},
+    {"strict_patterns", ApplyStrictPatterns},
 };
 
 }  // namespace

@@ -104,8 +104,9 @@ Status ApplyKeys(std::span<const KeyRule<T>> rules, const std::string& file, con
       });
 }
 
-// The pipeline keys: shard_size, groups, unmatched, quantize. A key present
-// replaces that setting wholesale (a `quantize` map replaces the base map).
+// The pipeline keys: shard_size, groups, unmatched, quantize,
+// strict_patterns. A key present replaces that setting wholesale (a
+// `quantize` map replaces the base map).
 std::span<const KeyRule<PipelineOptions>> PipelineKeys();
 
 // Applies the pipeline keys of mapping `node` over `*options`; any other key

@@ -172,7 +172,7 @@ TEST_CASE("bad daemon configs are errors at file:line:col") {
        "/etc/wd/d.yaml:1:24: shard_size: invalid size '0': must be at least 1 byte"},
       {"defaults: {drop: /x}\n",
        "/etc/wd/d.yaml:1:12: unknown key 'drop' in pipeline settings (expected shard_size, "
-       "groups, unmatched or quantize)"},
+       "groups, unmatched, quantize or strict_patterns)"},
       {"watches: [{drop: /d, serve: /s}]\nwatches: [{drop: /e, serve: /s}]\n",
        "/etc/wd/d.yaml:2:1: daemon config: duplicate key 'watches'"},
       {"watches: [{drop: /d, serve: /s}]\n---\nwatches: []\n",
@@ -190,7 +190,7 @@ TEST_CASE("bad daemon configs are errors at file:line:col") {
       {"watches:\n  - {drop: /d, serve: /s, dorp: /e}\n",
        "/etc/wd/d.yaml:2:27: unknown key 'dorp' in a watch (expected drop, serve, model, settle, "
        "rescan, keep_versions, keep_done, keep_failed, on_success, hooks, shard_size, groups, "
-       "unmatched or quantize)"},
+       "unmatched, quantize or strict_patterns)"},
       {"watches:\n  - {drop: /d, serve: /s, drop: /e}\n",
        "/etc/wd/d.yaml:2:27: watch 1: duplicate key 'drop'"},
       {"watches:\n  - drop: /d\n    serve:\n", "/etc/wd/d.yaml:3:5: serve: no value"},

@@ -57,6 +57,10 @@ TEST_CASE("valid pipeline settings parse to the intended options") {
       {"quantize:\n  float16: [\"true\"]\n", "shard=4194304 single float16=true"},
       {"shard_size: 4KiB\ngroups: single\nquantize: {uint16: [\"a/*\"]}\n",
        "shard=4096 single uint16=a/*"},
+      {"strict_patterns: true", "shard=4194304 single strict_patterns"},
+      {"strict_patterns: True\nquantize: {uint8: a}\n",
+       "shard=4194304 single uint8=a strict_patterns"},
+      {"strict_patterns: false", "shard=4194304 single"},
   };
   for (const OkRow& row : rows) {
     const std::string yaml_text = row.yaml;
@@ -96,9 +100,15 @@ TEST_CASE("bad pipeline settings are errors at file:line:col") {
       {"shard_size:\n", "cfg.yaml:1:1: shard_size: no value"},
       {"shard_sise: 4MiB",
        "cfg.yaml:1:1: unknown key 'shard_sise' in pipeline settings (expected shard_size, "
-       "groups, unmatched or quantize)"},
+       "groups, unmatched, quantize or strict_patterns)"},
       {"shard_size: 1\nshard_size: 2\n",
        "cfg.yaml:2:1: pipeline settings: duplicate key 'shard_size'"},
+      {"strict_patterns: yes", "cfg.yaml:1:18: strict_patterns: expected true or false, got 'yes'"},
+      {"strict_patterns: 'true'",
+       "cfg.yaml:1:18: strict_patterns: expected true or false, got 'true'"},
+      {"strict_patterns: [true]",
+       "cfg.yaml:1:18: strict_patterns: expected true or false, got a list"},
+      {"strict_patterns:\n", "cfg.yaml:1:1: strict_patterns: no value"},
       {"- a\n- b\n", "cfg.yaml:1:1: pipeline settings: expected a mapping, got a list"},
       {"? [a]\n: 1\n", "cfg.yaml:1:3: pipeline settings: keys must be plain strings, got a list"},
       {"groups: all",
@@ -408,6 +418,8 @@ TEST_CASE("configs that mean the same thing have the same canonical text") {
       {"groups: [{match: a}]", "groups: [{match: a}]\nunmatched: last"},
       {"quantize: {uint8: [a, b], float16: c}", "quantize: {float16: [c], uint8: [b, a, a]}"},
       {"shard_size: 8\nquantize: {uint8: true}", "quantize: {uint8: true}\nshard_size: 8"},
+      // It changes no output byte.
+      {"strict_patterns: true", ""},
   };
   for (const auto& [a, b] : same) {
     const std::string text_a = a;
