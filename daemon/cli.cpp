@@ -52,12 +52,18 @@ std::vector<std::string> SplitCommas(const std::string& s) {
   return out;
 }
 
-// Pipeline flags shared by publish and inspect; they override --config.
+// Pipeline flags shared by publish and inspect, over --config: --shard-size
+// replaces its value, --quantize adds patterns to its quantize map,
+// --quantize-rest replaces its fallthrough, --group replaces its groups and
+// --strict-patterns turns strict_patterns on (docs/configuration.md).
 struct PipelineFlags {
   std::string config;
   std::string shard_size;
   std::vector<std::string> quantize;  // DTYPE=PATTERN[,PATTERN]
+  std::string quantize_rest;          // DTYPE: the fallthrough
   std::vector<std::string> groups;    // PATTERN[,PATTERN]
+  bool strict_patterns = false;
+  bool force = false;  // publish only
   // inspect --config DAEMON.yaml: the chosen watch's settings (defaults with
   // its overrides), used instead of reading `config` as pipeline settings.
   std::optional<PipelineOptions> watch_options;
@@ -66,8 +72,21 @@ struct PipelineFlags {
     cmd->add_option("--config", config, "pipeline settings (YAML, docs/configuration.md)");
     if (!with_overrides) return;
     cmd->add_option("--shard-size", shard_size, "bytes per shard file, e.g. 4MiB");
-    cmd->add_option("--quantize", quantize, "DTYPE=PATTERN[,PATTERN] (uint8|uint16|float16)");
+    cmd->add_option("--quantize", quantize,
+                    "DTYPE=PATTERN[,PATTERN] (uint8|uint16|float16); adds to --config's");
+    cmd->add_option("--quantize-rest", quantize_rest,
+                    "DTYPE (uint8|uint16|float16) for every float weight no --quantize pattern "
+                    "matches (the fallthrough, `DTYPE: true` in YAML); replaces --config's");
     cmd->add_option("--group", groups, "PATTERN[,PATTERN]: one group per flag, in order");
+    cmd->add_flag("--strict-patterns", strict_patterns,
+                  "a quantize or group pattern that matches no weight is an error, not a "
+                  "warning (strict_patterns: true in YAML)");
+  }
+
+  void AddPublishOnly(CLI::App* cmd) {
+    cmd->add_flag("--force", force,
+                  "publish a new version even if the bundle and settings are the current "
+                  "version's (to repair a damaged version)");
   }
 
   // Settings errors found while planning also name the settings file.
@@ -99,6 +118,15 @@ struct PipelineFlags {
       }
       o.quantize.patterns.emplace_back(*dtype, SplitCommas(q.substr(eq + 1)));
     }
+    if (!quantize_rest.empty()) {
+      auto dtype = QuantDtypeFromName(quantize_rest);
+      if (!dtype.ok()) {
+        return Status::Usage("--quantize-rest " + quantize_rest +
+                             ": expected DTYPE, one of uint8, uint16 or float16");
+      }
+      o.quantize.fallthrough = *dtype;
+    }
+    if (strict_patterns) o.strict_patterns = true;
     if (!groups.empty()) {
       o.grouping = Grouping();
       o.grouping.kind = Grouping::Kind::kPatterns;
@@ -205,6 +233,7 @@ int RunPublish(const std::string& bundle, const std::string& to, std::string mod
   PublishSettings settings{.serve_root = to,
                            .model = model,
                            .keep_versions = keep_versions,
+                           .skip_if_unchanged = !flags.force,
                            .options = *options,
                            .source_path = "",
                            .on_planned = nullptr};
@@ -255,6 +284,8 @@ int RunInspect(const std::string& bundle, const PipelineFlags& flags) {
   }
   std::printf("shards: %zu\n", r->shards.size());
   for (const auto& s : r->shards) std::printf("  %s\n", s.c_str());
+  std::fflush(stdout);  // the warnings come after the table on a terminal too
+  for (const auto& w : r->warnings) std::cerr << "weightdrop: warning: " << w << "\n";
   return kExitOk;
 }
 
@@ -478,6 +509,7 @@ int RunCli(int argc, char** argv) {
   publish->add_option("--keep-versions", keep_versions, "versions to keep (default 3)")
       ->check(CLI::PositiveNumber);
   publish_flags.Add(publish, true);
+  publish_flags.AddPublishOnly(publish);
 
   auto* check = app.add_subcommand("check-config", "validate a pipeline settings file");
   check->add_option("FILE", config_file, "YAML file")->required();

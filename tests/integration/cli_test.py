@@ -1298,6 +1298,143 @@ def status_after_stop(sb):
     assert "no process" not in r.out, f"a clean stop is not a vanished daemon:\n      {r}"
 
 
+# --- 10. quantize fallthrough, patterns without effect, --force (issue 10) ----
+
+def dense_step_bundle(sb, name="ds.npz"):
+    rng = np.random.default_rng(5)
+    return sb.npz(name, **{"dense/kernel": rng.standard_normal((4, 3)).astype(np.float32),
+                           "dense/bias": rng.standard_normal(3).astype(np.float32),
+                           "step": np.arange(2, dtype=np.int32)})
+
+
+def manifest_quant(version_dir):
+    """{weight name: its quantization dtype, or None} from a version's manifest."""
+    man = load_json(os.path.join(version_dir, "weights_manifest.json"))
+    return {w["name"]: (w.get("quantization") or {}).get("dtype")
+            for g in man for w in g["weights"]}
+
+
+@check("usage: publish and inspect --help list --quantize-rest and --strict-patterns, "
+       "publish --force")
+def usage_issue10_flags():
+    for cmd, flags in (("publish", ("--quantize-rest", "--strict-patterns", "--force")),
+                       ("inspect", ("--quantize-rest", "--strict-patterns"))):
+        r = expect_ok(wd(cmd, "--help"), f"{cmd} --help")
+        for f in flags:
+            assert f in r.out, f"{cmd} --help does not list {f}:\n      {r}"
+
+
+@check("quantize: --quantize-rest DTYPE quantizes every float weight no pattern matched")
+@with_sandbox
+def quantize_rest_cli(sb):
+    b = dense_step_bundle(sb)
+    r = expect_ok(sb.publish(b, "--quantize", "uint8=*/kernel", "--quantize-rest", "float16"))
+    v = version_from_stdout(r, sb.S, "m")
+    got = manifest_quant(os.path.join(sb.model_dir(), str(v)))
+    want = {"dense/kernel": "uint8", "dense/bias": "float16", "step": None}
+    assert got == want, f"quantization {got}, expected {want}"
+    expect_ok(wd("verify", sb.model_dir(), "--against", b), "verify --against the bundle")
+    # Over --config: --quantize adds to its patterns, --quantize-rest replaces its fallthrough.
+    c = cfg(sb, "q.yaml", "quantize:\n  uint16: [\"*/bias\"]\n  uint8: true\n")
+    r = expect_ok(sb.publish(b, "--config", c, "--quantize", "float16=*/kernel",
+                             "--quantize-rest", "float16"), "publish over --config")
+    got = manifest_quant(os.path.join(sb.model_dir(), str(version_from_stdout(r, sb.S, "m"))))
+    want = {"dense/kernel": "float16", "dense/bias": "uint16", "step": None}
+    assert got == want, f"over --config: quantization {got}, expected {want}"
+    for args, word in ((("--quantize-rest", "float16", "--quantize-rest", "uint8"), "--quantize-rest"),
+                       (("--quantize-rest", "int8"), "uint8, uint16 or float16")):
+        r = sb.publish(b, *args)
+        assert r.rc == 2 and word in r.err, f"expected exit 2 naming {word!r}:\n      {r}"
+
+
+@check("quantize: a '*' pattern beside another dtype's is refused, naming the fallthrough")
+@with_sandbox
+def quantize_star_conflict(sb):
+    b = dense_step_bundle(sb)
+    r = sb.publish(b, "--quantize", "uint8=*/kernel", "--quantize", "float16=*")
+    assert r.rc == 1, f"expected exit 1:\n      {r}"
+    for want in ("'dense/kernel'", "--quantize-rest float16", "`float16: true`"):
+        assert want in r.err, f"message lacks {want!r}:\n      {r}"
+    assert not os.path.exists(sb.model_dir()), "a refused bundle left a model folder"
+
+
+UNUSED_ARGS = ("--quantize", "uint8=*/kernal", "--quantize", "uint16=step",
+               "--group", "dense/*", "--group", "dense/k*", "--group", "x*")
+UNUSED_WARNINGS = (
+    "weightdrop: warning: quantize uint8 pattern '*/kernal' matched no weight\n",
+    "weightdrop: warning: quantize uint16 pattern 'step' matched only non-float weights "
+    "(not quantized)\n",
+    "weightdrop: warning: group 2 pattern 'dense/k*' matched only weights an earlier group took\n",
+    "weightdrop: warning: group 3 pattern 'x*' matched no weight\n",
+)
+
+
+@check("patterns: one that matches no weight is a warning of publish (unchanged too) and inspect")
+@with_sandbox
+def patterns_unused_warn(sb):
+    b = dense_step_bundle(sb)
+    for what in ("publish", "unchanged re-publish"):
+        r = expect_ok(sb.publish(b, *UNUSED_ARGS), what)
+        for w in UNUSED_WARNINGS:
+            assert w in r.err, f"{what}: no {w!r}:\n      {r}"
+    assert "unchanged" in r.err, f"the second publish should be unchanged:\n      {r}"
+    # inspect: after the table, on stderr.
+    p = subprocess.run([BINARY, "inspect", b, *UNUSED_ARGS], capture_output=False,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+    both = p.stdout.decode()
+    assert p.returncode == 0, f"inspect exit {p.returncode}: {both}"
+    at = [both.find(w) for w in UNUSED_WARNINGS]
+    assert min(at) > both.find("shards:") >= 0, f"warnings not after the table:\n{both}"
+    r = expect_ok(wd("inspect", b, "--quantize", "uint8=*/kernel"), "inspect, patterns used")
+    assert "warning" not in r.err, f"a used pattern was warned about:\n      {r}"
+
+
+@check("patterns: --strict-patterns or strict_patterns: true refuse such a bundle; nothing published")
+@with_sandbox
+def patterns_strict(sb):
+    b = dense_step_bundle(sb)
+    r = sb.publish(b, "--quantize", "uint8=*/kernal", "--strict-patterns")
+    assert r.rc == 1 and "weightdrop: error:" in r.err, f"expected exit 1:\n      {r}"
+    assert "quantize uint8 pattern '*/kernal' matched no weight" in r.err, str(r)
+    assert not os.path.exists(sb.model_dir()), "a refused bundle left a model folder"
+    c = cfg(sb, "strict.yaml", "strict_patterns: true\nquantize: {uint8: ['*/kernal']}\n")
+    for args in (("publish", b, "--to", sb.S, "--config", c), ("inspect", b, "--config", c)):
+        r = wd(*args)
+        assert r.rc == 1 and "'*/kernal' matched no weight" in r.err and c in r.err, \
+            f"expected exit 1 naming the pattern and {c}:\n      {r}"
+    assert not os.path.exists(sb.model_dir()), "a refused bundle left a model folder"
+    r = expect_ok(sb.publish(b, "--quantize", "uint8=*/kernel", "--strict-patterns"),
+                  "strict publish whose patterns all apply")
+    assert "warning" not in r.err, str(r)
+    d = write_text(os.path.join(sb.inner, "strict-daemon.yaml"),
+                   f"state_dir: state\ndefaults:\n  strict_patterns: true\nwatches:\n"
+                   f"  - drop: {sb.inner}/drop\n    serve: {sb.S}\n    strict_patterns: false\n")
+    expect_ok(wd("check-config", d), "check-config with strict_patterns in defaults and a watch")
+
+
+@check("lifecycle: publish --force writes a new version of an unchanged bundle (a repair)")
+@with_sandbox
+def lifecycle_force(sb):
+    b = sb.npz("v.npz", w=np.arange(50, dtype=np.float32))
+    expect_ok(sb.publish(b, "--shard-size", "64"))
+    shard = os.path.join(sb.model_dir(), "1", "group1-shard2of4.bin")
+    os.chmod(shard, 0o644)
+    data = bytearray(read_bytes(shard))
+    data[5] ^= 0x01
+    with open(shard, "wb") as f:
+        f.write(data)
+    assert wd("verify", sb.model_dir()).rc == 1, "verify should find the corrupted shard"
+    r = expect_ok(sb.publish(b, "--shard-size", "64"), "re-publish")
+    assert "unchanged" in r.err and version_from_stdout(r, sb.S, "m") == 1, str(r)
+    r = expect_ok(sb.publish(b, "--shard-size", "64", "--force"), "publish --force")
+    assert version_from_stdout(r, sb.S, "m") == 2 and "unchanged" not in r.err, str(r)
+    check_pointers(sb.S, "m", 2)
+    expect_ok(wd("verify", sb.model_dir()), "verify of the forced version")
+    expect_ok(wd("verify", sb.model_dir(), "--against", b), "verify --against the bundle")
+    src = load_json(os.path.join(sb.model_dir(), "2", "publish.json"))["source"]
+    assert re.fullmatch(r"[0-9a-f]{64}", src.get("fingerprint", "")), f"source record {src}"
+
+
 # --- runner -------------------------------------------------------------------
 
 def main():
