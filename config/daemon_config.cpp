@@ -341,8 +341,7 @@ Status UnknownWatchKey(const std::string& file, const YAML::Node& key_node,
   std::vector<const char*> names;
   for (const KeyRule<WatchDraft>& r : kWatchKeys) names.push_back(r.key);
   for (const KeyRule<PipelineOptions>& r : yaml::PipelineKeys()) names.push_back(r.key);
-  return ErrorAt(file, key_node,
-                 "unknown key '" + key + "' in a watch (expected " + yaml::KeyList(names) + ")");
+  return ErrorAt(file, key_node, yaml::UnknownKeyMessage(key, "a watch", names));
 }
 
 // The watch's own keys and pipeline keys (over the defaults already in
@@ -558,11 +557,44 @@ Status CheckStateDir(const std::string& file, const YAML::Node& root, const TopD
   return Status::Ok();
 }
 
+std::vector<const char*> TopKeyNames() {
+  std::vector<const char*> names;
+  for (const KeyRule<TopDraft>& r : kTopKeys) names.push_back(r.key);
+  return names;
+}
+
+std::vector<const char*> PipelineKeyNames() {
+  std::vector<const char*> names;
+  for (const KeyRule<PipelineOptions>& r : yaml::PipelineKeys()) names.push_back(r.key);
+  return names;
+}
+
+// The top-level keys; a pipeline key there is told where it belongs.
+Status ApplyTopKeys(const std::string& file, const YAML::Node& root, TopDraft* top) {
+  return yaml::VisitMapping(
+      file, root, "daemon config",
+      [&](const std::string& key, const YAML::Node& key_node, const YAML::Node& value) -> Status {
+        const KeyRule<TopDraft>* rule = yaml::FindKey<TopDraft>(kTopKeys, key);
+        if (rule == nullptr && yaml::FindKey(yaml::PipelineKeys(), key) != nullptr) {
+          return ErrorAt(file, key_node,
+                         "unknown key '" + key +
+                             "' in daemon config: pipeline settings go under `defaults` or in "
+                             "a watch");
+        }
+        if (rule == nullptr) {
+          return ErrorAt(file, key_node,
+                         yaml::UnknownKeyMessage(key, "daemon config", TopKeyNames()));
+        }
+        if (value.IsNull()) return ErrorAt(file, key_node, key + ": no value");
+        return rule->apply(file, value, top);
+      });
+}
+
 Result<DaemonConfig> ParseRoot(const YAML::Node& root, const std::string& file) {
   TopDraft top;
   top.config.source = AbsoluteFile(file);
   top.base_dir = fs::path(top.config.source).parent_path().string();
-  WD_RETURN_IF_ERROR(yaml::ApplyKeys<TopDraft>(kTopKeys, file, root, "daemon config", &top));
+  WD_RETURN_IF_ERROR(ApplyTopKeys(file, root, &top));
   if (!top.defaults.IsNull()) {
     WD_RETURN_IF_ERROR(yaml::ApplyPipelineNode(file, top.defaults, &top.config.defaults));
   }
@@ -634,11 +666,23 @@ Result<std::string> ExpandModelTemplate(const std::string& tmpl, const std::stri
 
 bool LooksLikeDaemonConfig(const std::string& yaml_text) {
   try {
-    const YAML::Node root = YAML::Load(yaml_text);
-    return root.IsMap() && root["watches"].IsDefined();
+    Result<YAML::Node> root = yaml::LoadOneDocument(yaml_text, "");
+    if (!root.ok() || !root->IsMap()) return false;
+    const std::vector<const char*> top = TopKeyNames();
+    const std::vector<const char*> pipeline = PipelineKeyNames();
+    for (const auto& entry : *root) {
+      const YAML::Node key = entry.first;
+      if (!key.IsScalar()) continue;
+      const std::string& k = key.Scalar();
+      if (yaml::FindKey<TopDraft>(kTopKeys, k) != nullptr) return true;
+      if (yaml::FindKey(yaml::PipelineKeys(), k) != nullptr) continue;
+      if (yaml::ClosestKey(k, top) != nullptr && yaml::ClosestKey(k, pipeline) == nullptr) {
+        return true;
+      }
+    }
   } catch (...) {
-    return false;
   }
+  return false;
 }
 
 Result<DaemonConfig> ParseDaemonConfig(const std::string& yaml_text, const std::string& file) {

@@ -1,6 +1,7 @@
-// DaemonConfig: the `weightdrop run` configuration (docs/configuration.md) as plain
-// structs with defaults written in: global settings, top-level pipeline
-// `defaults`, and the watches, each with its own overrides and hooks.
+// DaemonConfig: the `weightdrop run` configuration (docs/configuration.md,
+// "Daemon configuration") as plain structs with defaults written in: global
+// settings, top-level pipeline `defaults`, and the watches, each with its own
+// overrides and hooks.
 #pragma once
 
 #include <chrono>
@@ -84,8 +85,10 @@ struct DaemonConfig {
 Result<DaemonConfig> ParseDaemonConfig(const std::string& yaml_text, const std::string& file);
 Result<DaemonConfig> LoadDaemonConfig(const std::string& path);
 
-// True when the text's top level is a mapping with a `watches` key: a daemon
-// config rather than pipeline settings. Never throws; bad YAML gives false.
+// True when the text's top level is a mapping with a key only a daemon
+// config has (state_dir, watches, defaults, ...), or a key that is a typo of
+// one (ClosestKey) and of no pipeline key: a daemon config rather than
+// pipeline settings. Never throws; text that is not YAML gives false.
 bool LooksLikeDaemonConfig(const std::string& yaml_text);
 
 // "500ms", "2s", "1.5m", "1h", or a bare number of seconds ("30"); s, m and

@@ -51,6 +51,99 @@ Status PatternList(const std::string& file, const YAML::Node& node, const std::s
   return Status::Ok();
 }
 
+// --- typos -------------------------------------------------------------------
+
+std::string Lower(std::string s) {
+  for (char& c : s) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+  return s;
+}
+
+// Damerau-Levenshtein distance of a and b (optimal string alignment: an edit
+// is an insertion, a deletion, a substitution or swapping two neighbours),
+// or anything above `limit` once it must be more.
+size_t TypoDistance(const std::string& a, const std::string& b, size_t limit) {
+  if ((a.size() > b.size() ? a.size() - b.size() : b.size() - a.size()) > limit) return limit + 1;
+  const size_t w = b.size() + 1;
+  std::vector<size_t> d((a.size() + 1) * w);
+  for (size_t i = 0; i <= a.size(); ++i) d[i * w] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      size_t best =
+          std::min({d[(i - 1) * w + j] + 1, d[i * w + j - 1] + 1, d[(i - 1) * w + j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+        best = std::min(best, d[(i - 2) * w + j - 2] + 1);
+      }
+      d[i * w + j] = best;
+    }
+  }
+  return d.back();
+}
+
+// --- an unquoted `*` ---------------------------------------------------------
+
+// The byte offset of `mark` (1 line, column) in `text`, or npos.
+size_t OffsetOf(const std::string& text, const YAML::Mark& mark) {
+  if (mark.is_null() || mark.line < 0 || mark.column < 0) return std::string::npos;
+  size_t at = 0;
+  for (int line = 0; line < mark.line; ++line) {
+    at = text.find('\n', at);
+    if (at == std::string::npos) return at;
+    ++at;
+  }
+  at += static_cast<size_t>(mark.column);
+  return at < text.size() ? at : std::string::npos;
+}
+
+// `*x` as the user wrote it: up to a space or line end, without the flow
+// punctuation (',' ']' '}' ':') that ends it rather than belongs to it.
+std::string StarToken(const std::string& text, size_t star) {
+  size_t end = text.find_first_of(" \t\r\n", star);
+  std::string token = text.substr(star, end == std::string::npos ? end : end - star);
+  while (token.size() > 1) {
+    const char c = token.back();
+    const auto opened = std::count(token.begin(), token.end(), '[');
+    const auto closed = std::count(token.begin(), token.end(), ']');
+    if (c != ',' && c != '}' && c != ':' && !(c == ']' && closed > opened)) break;
+    token.pop_back();
+  }
+  return token;
+}
+
+// yaml-cpp's error for an alias naming no anchor (`uint8: */kernel`,
+// `match: [*foo]`, `uint8: *`), said as what it nearly always is: a pattern
+// that needed quotes. None for any other error.
+std::optional<Status> UnquotedGlob(const std::string& file, const YAML::Exception& e,
+                                   const std::string& text) {
+  const std::string& what = e.msg;
+  if (what.find("anchor") == std::string::npos && what.find("alias") == std::string::npos) {
+    return std::nullopt;
+  }
+  YAML::Mark at = e.mark;
+  size_t star = OffsetOf(text, at);
+  if (star == std::string::npos || text[star] != '*') {
+    // "alias not found after *" points just past the star.
+    if (star == std::string::npos || star == 0 || at.column == 0 || text[star - 1] != '*') {
+      return std::nullopt;
+    }
+    --star;
+    --at.column;
+    --at.pos;
+  }
+  const std::string token = StarToken(text, star);
+  std::string quoted;
+  if (token.find_first_of("\"\\") == std::string::npos) {
+    quoted = "\"" + token + "\"";
+  } else {  // single quotes take backslashes as written; a quote is doubled
+    quoted = "'";
+    for (char c : token) quoted += c == '\'' ? std::string("''") : std::string(1, c);
+    quoted += "'";
+  }
+  return Status::Config(Where(file, at) + ": patterns that start with * must be quoted: write " +
+                        quoted);
+}
+
 // --- shard_size, unmatched ---------------------------------------------------
 
 Status ApplyShardSize(const std::string& file, const YAML::Node& value, PipelineOptions* out) {
@@ -359,12 +452,35 @@ Status ErrorAt(const std::string& file, const YAML::Node& node, const std::strin
   return Status::Config(Where(file, node.Mark()) + ": " + message);
 }
 
-Status FromException(const std::string& file, const YAML::Exception& e) {
+Status FromException(const std::string& file, const YAML::Exception& e, const std::string& text) {
   // yaml-cpp 0.7 words its depth guard "bad file".
   if (dynamic_cast<const YAML::DeepRecursion*>(&e) != nullptr) {
     return Status::Config(Where(file, e.mark) + ": YAML nested too deeply");
   }
+  if (std::optional<Status> glob = UnquotedGlob(file, e, text)) return *glob;
   return Status::Config(Where(file, e.mark) + ": " + (e.msg.empty() ? e.what() : e.msg));
+}
+
+const char* ClosestKey(const std::string& key, std::span<const char* const> known) {
+  const char* best = nullptr;
+  size_t best_distance = 0;
+  for (const char* candidate : known) {
+    const std::string k = candidate;
+    const size_t limit = std::min(key.size(), k.size()) <= 4 ? 1 : 2;
+    const size_t d = TypoDistance(Lower(key), Lower(k), limit);
+    if (d <= limit && (best == nullptr || d < best_distance)) {
+      best = candidate;
+      best_distance = d;
+    }
+  }
+  return best;
+}
+
+std::string UnknownKeyMessage(const std::string& key, const std::string& what,
+                              std::span<const char* const> known) {
+  const std::string head = "unknown key '" + key + "' in " + what;
+  if (const char* close = ClosestKey(key, known)) return head + "; did you mean '" + close + "'?";
+  return head + " (expected " + KeyList(known) + ")";
 }
 
 std::string KeyList(std::span<const char* const> keys) {

@@ -1,4 +1,5 @@
-// Pipeline settings (docs/configuration.md) from YAML text or a file into PipelineOptions.
+// Pipeline settings (docs/configuration.md) from YAML text or a file into
+// PipelineOptions.
 // This is the one adapter over yaml-cpp for them: every error, YAML syntax
 // errors included, reads "file:line:col: message", and no exception escapes.
 #pragma once

@@ -1,5 +1,6 @@
 // Node-level YAML helpers shared by the config/ parsers: source locations,
-// one table of keys per mapping, and the table of pipeline keys (docs/configuration.md).
+// one table of keys per mapping, and the table of pipeline keys
+// (docs/configuration.md).
 // Internal to config/: only config/*.cpp include it, so yaml-cpp types stay
 // out of core/ and daemon/ headers. Nothing here throws on purpose, but the
 // entry point that called YAML::Load must still catch (yaml-cpp may throw).
@@ -21,8 +22,10 @@ namespace wd::yaml {
 std::string Where(const std::string& file, const YAML::Mark& mark);
 // A kConfig error "file:line:col: message" located at `node`.
 Status ErrorAt(const std::string& file, const YAML::Node& node, const std::string& message);
-// A kConfig error for a yaml-cpp exception (syntax errors carry a position).
-Status FromException(const std::string& file, const YAML::Exception& e);
+// A kConfig error for a yaml-cpp exception (syntax errors carry a position)
+// thrown while reading `text`. An unquoted pattern that starts with `*` (a
+// YAML alias to no anchor) is told apart and gets the quoting hint.
+Status FromException(const std::string& file, const YAML::Exception& e, const std::string& text);
 // What a node is, for "expected X, got Y" messages: 'text', a list, ...
 std::string Describe(const YAML::Node& node);
 // The largest config file read: settings are a few KB.
@@ -44,7 +47,7 @@ Result<T> ParseDocument(const std::string& text, const std::string& file, Fn&& p
     WD_ASSIGN_OR_RETURN(YAML::Node root, LoadOneDocument(text, file));
     return parse(root);
   } catch (const YAML::Exception& e) {
-    return FromException(file, e);
+    return FromException(file, e, text);
   } catch (const std::exception& e) {
     return Status::Config(file + ": " + e.what());
   } catch (...) {
@@ -83,6 +86,16 @@ const KeyRule<T>* FindKey(std::span<const KeyRule<T>> rules, const std::string& 
 // "a, b or c": the keys of a table, for "unknown key" messages.
 std::string KeyList(std::span<const char* const> keys);
 
+// The key of `known` that `key` is likely a typo of, or nullptr: the nearest
+// by Damerau-Levenshtein distance ignoring case, when that is at most 2 (at
+// most 1 when either key has 4 characters or fewer). The first wins a tie.
+const char* ClosestKey(const std::string& key, std::span<const char* const> known);
+
+// "unknown key 'watch' in daemon config; did you mean 'watches'?", or when no
+// key is close, "unknown key 'x' in daemon config (expected a, b or c)".
+std::string UnknownKeyMessage(const std::string& key, const std::string& what,
+                              std::span<const char* const> known);
+
 // Applies every entry of mapping `node` through `rules`. Unknown keys and
 // keys without a value are errors at the key.
 template <typename T>
@@ -95,9 +108,7 @@ Status ApplyKeys(std::span<const KeyRule<T>> rules, const std::string& file, con
         if (rule == nullptr) {
           std::vector<const char*> names;
           for (const KeyRule<T>& r : rules) names.push_back(r.key);
-          return ErrorAt(
-              file, key_node,
-              "unknown key '" + key + "' in " + what + " (expected " + KeyList(names) + ")");
+          return ErrorAt(file, key_node, UnknownKeyMessage(key, what, names));
         }
         if (value.IsNull()) return ErrorAt(file, key_node, key + ": no value");
         return rule->apply(file, value, out);

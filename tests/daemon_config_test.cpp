@@ -156,9 +156,14 @@ TEST_CASE("bad daemon configs are errors at file:line:col") {
        "/etc/wd/d.yaml:1:10: watches: expected a non-empty list of watches, got '/d'"},
       {"watches:\n", "/etc/wd/d.yaml:1:1: watches: no value"},
       {"watch: []\n",
-       "/etc/wd/d.yaml:1:1: unknown key 'watch' in daemon config (expected state_dir, log_level, "
-       "log_format, shutdown_timeout, defaults, watches, bundle_retries, bundle_retry_delay or "
-       "max_parallel_publishes)"},
+       "/etc/wd/d.yaml:1:1: unknown key 'watch' in daemon config; did you mean 'watches'?"},
+      {"folders: []\n",
+       "/etc/wd/d.yaml:1:1: unknown key 'folders' in daemon config (expected state_dir, "
+       "log_level, log_format, shutdown_timeout, defaults, watches, bundle_retries, "
+       "bundle_retry_delay or max_parallel_publishes)"},
+      {"quantize: {uint8: true}\nwatches: [{drop: /d, serve: /s}]\n",
+       "/etc/wd/d.yaml:1:1: unknown key 'quantize' in daemon config: pipeline settings go under "
+       "`defaults` or in a watch"},
       {"log_level: verbose\n",
        "/etc/wd/d.yaml:1:12: log_level: expected trace, debug, info, warn or error, got 'verbose'"},
       {"log_format: [json]\n",
@@ -188,9 +193,11 @@ TEST_CASE("bad daemon configs are errors at file:line:col") {
       {"watches:\n  - {drop: /d, serve: /s}\n  - serve: /s\n",
        "/etc/wd/d.yaml:3:5: watch 2: no 'drop' key"},
       {"watches:\n  - {drop: /d, serve: /s, dorp: /e}\n",
-       "/etc/wd/d.yaml:2:27: unknown key 'dorp' in a watch (expected drop, serve, model, settle, "
-       "rescan, keep_versions, keep_done, keep_failed, on_success, hooks, shard_size, groups, "
-       "unmatched, quantize or strict_patterns)"},
+       "/etc/wd/d.yaml:2:27: unknown key 'dorp' in a watch; did you mean 'drop'?"},
+      {"shutdwn_tmeot: 1s\n",
+       "/etc/wd/d.yaml:1:1: unknown key 'shutdwn_tmeot' in daemon config (expected state_dir, "
+       "log_level, log_format, shutdown_timeout, defaults, watches, bundle_retries, "
+       "bundle_retry_delay or max_parallel_publishes)"},
       {"watches:\n  - {drop: /d, serve: /s, drop: /e}\n",
        "/etc/wd/d.yaml:2:27: watch 1: duplicate key 'drop'"},
       {"watches:\n  - drop: /d\n    serve:\n", "/etc/wd/d.yaml:3:5: serve: no value"},
@@ -253,6 +260,8 @@ TEST_CASE("bad daemon configs are errors at file:line:col") {
       {"watches:\n  - {drop: /d, serve: /s, hooks: {on_succes: [x]}}\n",
        "/etc/wd/d.yaml:2:35: unknown key 'on_succes' in hooks (expected on_publish, on_failure or "
        "timeout)"},
+      {"watches:\n  - {drop: /d, serve: /s, hooks: {on_publsh: [x]}}\n",
+       "/etc/wd/d.yaml:2:35: unknown key 'on_publsh' in hooks; did you mean 'on_publish'?"},
       {"watches:\n  - {drop: /d, serve: /s, hooks: [x]}\n",
        "/etc/wd/d.yaml:2:34: hooks: expected a mapping, got a list"},
       // Folders across watches.
@@ -449,16 +458,28 @@ TEST_CASE("a model template that gives a bad name is the bundle's fault") {
   }
 }
 
-TEST_CASE("a file with a top-level watches key is told apart as a daemon config") {
+TEST_CASE("a file with a daemon-only top-level key, or a typo of one, is a daemon config") {
   const std::pair<const char*, bool> rows[] = {
       {"watches: [{drop: /d, serve: /s}]", true},
       {"defaults: {}\nwatches:\n", true},
       {"watches: oops", true},  // still meant as one: check-config reports the error
+      {"defaults: {watches: 1}", true},
+      {"state_dir: /var/lib/wd\nwatch: []", true},
+      {"log_level: info", true},
+      {"max_parallel_publishes: 2", true},
+      {"shard_size: 4MiB\nbundle_retries: 2", true},
+      // Typos of a daemon key and of no pipeline key.
+      {"watch: [{drop: /d, serve: /s}]", true},
+      {"Watches: []", true},
+      {"stat_dir: /x", true},
+      {"shutdown_timout: 1s", true},
       {"shard_size: 4MiB", false},
+      {"quantise: {uint8: true}", false},
+      {"shard_size: 4MiB\nfoo: 1", false},
       {"", false},
       {"- watches", false},
-      {"defaults: {watches: 1}", false},
       {"watches: [unclosed", false},
+      {",", false},
   };
   for (const auto& [yaml, daemon] : rows) {
     const std::string yaml_text = yaml;

@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include <span>
 #include <sstream>
 
 #include "core/pipeline_options.h"
@@ -99,8 +100,7 @@ TEST_CASE("bad pipeline settings are errors at file:line:col") {
        "cfg.yaml:1:13: shard_size: expected a size such as 4MiB or 4194304, got a list"},
       {"shard_size:\n", "cfg.yaml:1:1: shard_size: no value"},
       {"shard_sise: 4MiB",
-       "cfg.yaml:1:1: unknown key 'shard_sise' in pipeline settings (expected shard_size, "
-       "groups, unmatched, quantize or strict_patterns)"},
+       "cfg.yaml:1:1: unknown key 'shard_sise' in pipeline settings; did you mean 'shard_size'?"},
       {"shard_size: 1\nshard_size: 2\n",
        "cfg.yaml:2:1: pipeline settings: duplicate key 'shard_size'"},
       {"strict_patterns: yes", "cfg.yaml:1:18: strict_patterns: expected true or false, got 'yes'"},
@@ -120,7 +120,7 @@ TEST_CASE("bad pipeline settings are errors at file:line:col") {
       {"groups:\n  - match: ['a', '']\n",
        "cfg.yaml:2:18: groups: match: expected a non-empty pattern, got ''"},
       {"groups:\n  - match: a\n    mtach: b\n",
-       "cfg.yaml:3:5: unknown key 'mtach' in a group (expected name or match)"},
+       "cfg.yaml:3:5: unknown key 'mtach' in a group; did you mean 'match'?"},
       {"groups:\n  - name: [x]\n    match: a\n",
        "cfg.yaml:2:11: groups: name: expected a string, got a list"},
       {"groups:\n  - enc/*\n",
@@ -134,7 +134,7 @@ TEST_CASE("bad pipeline settings are errors at file:line:col") {
        "cfg.yaml:1:10: unknown key 'by_layer' in groups (expected by_prefix)"},
       {"unmatched: drop", "cfg.yaml:1:12: unmatched: expected last or error, got 'drop'"},
       {"quantize:\n  int8: ['*']\n",
-       "cfg.yaml:2:3: unknown key 'int8' in quantize (expected uint8, uint16 or float16)"},
+       "cfg.yaml:2:3: unknown key 'int8' in quantize; did you mean 'uint8'?"},
       {"quantize:\n  uint8: true\n  float16: true\n",
        "cfg.yaml:3:12: quantize: float16: only one dtype may be true (the fallthrough), and uint8 "
        "already is"},
@@ -204,6 +204,94 @@ TEST_CASE("bad pipeline settings are errors at file:line:col") {
     CHECK(options.status().kind() == ErrorKind::kConfig);
     CHECK(options.status().message() == row.error);
   }
+}
+
+// Rows of YAML -> the whole error message.
+void CheckErrors(std::span<const ErrorRow> rows) {
+  for (const ErrorRow& row : rows) {
+    const std::string yaml_text = row.yaml;
+    CAPTURE(yaml_text);
+    Result<PipelineOptions> options = ParsePipelineConfig(row.yaml, "cfg.yaml");
+    REQUIRE_FALSE(options.ok());
+    CHECK(options.status().kind() == ErrorKind::kConfig);
+    CHECK(options.status().message() == row.error);
+  }
+}
+
+TEST_CASE("an unknown key close to a known one is suggested") {
+  const ErrorRow rows[] = {
+      // One edit, two edits, a swap, and case.
+      {"shard_sze: 1",
+       "cfg.yaml:1:1: unknown key 'shard_sze' in pipeline settings; did you mean 'shard_size'?"},
+      {"shardsize: 1",
+       "cfg.yaml:1:1: unknown key 'shardsize' in pipeline settings; did you mean 'shard_size'?"},
+      {"shard-sise: 1",
+       "cfg.yaml:1:1: unknown key 'shard-sise' in pipeline settings; did you mean 'shard_size'?"},
+      {"gruops: single",
+       "cfg.yaml:1:1: unknown key 'gruops' in pipeline settings; did you mean 'groups'?"},
+      {"Quantize: {}",
+       "cfg.yaml:1:1: unknown key 'Quantize' in pipeline settings; did you mean 'quantize'?"},
+      {"UNMATCHED: last",
+       "cfg.yaml:1:1: unknown key 'UNMATCHED' in pipeline settings; did you mean 'unmatched'?"},
+      // Three edits is not a typo.
+      {"groups: {by_prefixes_: 1}",
+       "cfg.yaml:1:10: unknown key 'by_prefixes_' in groups (expected by_prefix)"},
+      // Short keys take one edit at most.
+      {"quantize: {fp16: a}",
+       "cfg.yaml:1:12: unknown key 'fp16' in quantize (expected uint8, uint16 or float16)"},
+      {"quantize: {unit8: a}",
+       "cfg.yaml:1:12: unknown key 'unit8' in quantize; did you mean 'uint8'?"},
+      {"quantize: {float61: a}",
+       "cfg.yaml:1:12: unknown key 'float61' in quantize; did you mean 'float16'?"},
+      {"quantize: {uint61: a}",
+       "cfg.yaml:1:12: unknown key 'uint61' in quantize; did you mean 'uint16'?"},
+      {"groups: [{nmae: a, match: b}]",
+       "cfg.yaml:1:11: unknown key 'nmae' in a group; did you mean 'name'?"},
+      {"groups: [{nm: a, match: b}]",
+       "cfg.yaml:1:11: unknown key 'nm' in a group (expected name or match)"},
+      {"groups: [{matches: a}]",
+       "cfg.yaml:1:11: unknown key 'matches' in a group; did you mean 'match'?"},
+      {"groups: {by_prefx: 1}",
+       "cfg.yaml:1:10: unknown key 'by_prefx' in groups; did you mean 'by_prefix'?"},
+  };
+  CheckErrors(rows);
+}
+
+TEST_CASE("a pattern that starts with an unquoted * is told to be quoted") {
+  const ErrorRow rows[] = {
+      {"quantize: {uint8: [*/kernel]}",
+       "cfg.yaml:1:20: patterns that start with * must be quoted: write \"*/kernel\""},
+      {"quantize:\n  uint8: */kernel\n",
+       "cfg.yaml:2:10: patterns that start with * must be quoted: write \"*/kernel\""},
+      {"quantize:\n  uint8:\n    - dense/*\n    - */kernel\n",
+       "cfg.yaml:4:7: patterns that start with * must be quoted: write \"*/kernel\""},
+      {"quantize: {uint8: [\"a\", */kernel, b]}",
+       "cfg.yaml:1:25: patterns that start with * must be quoted: write \"*/kernel\""},
+      {"quantize: {uint8: *kernel*}",
+       "cfg.yaml:1:19: patterns that start with * must be quoted: write \"*kernel*\""},
+      {"quantize: {float16: *.bias}",
+       "cfg.yaml:1:21: patterns that start with * must be quoted: write \"*.bias\""},
+      {"quantize: {uint8: [*[ab]]}",
+       "cfg.yaml:1:20: patterns that start with * must be quoted: write \"*[ab]\""},
+      {"quantize: {uint8: *}",
+       "cfg.yaml:1:19: patterns that start with * must be quoted: write \"*\""},
+      {"quantize:\n  uint8: *\n",
+       "cfg.yaml:2:10: patterns that start with * must be quoted: write \"*\""},
+      {"quantize: {uint8: [a, *]}",
+       "cfg.yaml:1:23: patterns that start with * must be quoted: write \"*\""},
+      {"groups:\n  - match: *foo\n",
+       "cfg.yaml:2:12: patterns that start with * must be quoted: write \"*foo\""},
+      {"groups: [{match: *}]",
+       "cfg.yaml:1:18: patterns that start with * must be quoted: write \"*\""},
+      {"groups:\n  - match: [\"enc/*\", *b]\n",
+       "cfg.yaml:2:22: patterns that start with * must be quoted: write \"*b\""},
+      {"groups:\n  - match:\n      - *\\\\x\n",
+       "cfg.yaml:3:9: patterns that start with * must be quoted: write '*\\\\x'"},
+      // Column counts bytes, as yaml-cpp's do: 'é' is two.
+      {"# é\nquantize: {uint8: ['é', *é]}\n",
+       "cfg.yaml:2:26: patterns that start with * must be quoted: write \"*é\""},
+  };
+  CheckErrors(rows);
 }
 
 TEST_CASE("every golden config parses to the options its case was made with") {
