@@ -375,7 +375,8 @@ Status CheckModelTemplate(const std::string& file, const WatchDraft& w) {
 }
 
 Result<WatchDraft> ParseWatch(const std::string& file, const YAML::Node& node, size_t number,
-                              const std::string& base_dir, const PipelineOptions& defaults) {
+                              const std::string& base_dir, const PipelineOptions& defaults,
+                              std::vector<std::string>* warnings) {
   const std::string what = "watch " + std::to_string(number);
   if (!node.IsMap()) {
     return ErrorAt(
@@ -391,6 +392,7 @@ Result<WatchDraft> ParseWatch(const std::string& file, const YAML::Node& node, s
   if (draft.serve.IsNull()) return ErrorAt(file, node, what + ": no 'serve' key");
   Status options = ValidatePipelineOptions(draft.config.options);
   if (!options.ok()) return ErrorAt(file, node, options.message());
+  WD_RETURN_IF_ERROR(yaml::CheckPatterns(file, node, warnings));
   WD_RETURN_IF_ERROR(CheckModelTemplate(file, draft));
   return draft;
 }
@@ -534,7 +536,7 @@ Status ApplyWatches(const std::string& file, const YAML::Node& root, TopDraft* t
   std::vector<WatchDraft> drafts;
   for (const YAML::Node& item : list) {
     WD_ASSIGN_OR_RETURN(WatchDraft draft, ParseWatch(file, item, drafts.size() + 1, top->base_dir,
-                                                     top->config.defaults));
+                                                     top->config.defaults, &top->config.warnings));
     drafts.push_back(std::move(draft));
   }
   WD_RETURN_IF_ERROR(CheckWatchFolders(file, drafts));
@@ -596,7 +598,8 @@ Result<DaemonConfig> ParseRoot(const YAML::Node& root, const std::string& file) 
   top.base_dir = fs::path(top.config.source).parent_path().string();
   WD_RETURN_IF_ERROR(ApplyTopKeys(file, root, &top));
   if (!top.defaults.IsNull()) {
-    WD_RETURN_IF_ERROR(yaml::ApplyPipelineNode(file, top.defaults, &top.config.defaults));
+    WD_RETURN_IF_ERROR(
+        yaml::ApplyPipelineNode(file, top.defaults, &top.config.defaults, &top.config.warnings));
   }
   WD_RETURN_IF_ERROR(ApplyWatches(file, root, &top));
   WD_RETURN_IF_ERROR(CheckStateDir(file, root, top));

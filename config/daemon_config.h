@@ -76,6 +76,10 @@ struct DaemonConfig {
   Millis bundle_retry_delay{10000};
   PipelineOptions defaults;
   std::vector<WatchConfig> watches;
+  // What is doubtful but not wrong ("file:line:col: ..."): patterns of two
+  // quantize dtypes that share some names, a group that can get no weight.
+  // check-config prints them; the daemon logs them at start and reload.
+  std::vector<std::string> warnings;
 };
 
 // Parses a daemon config (docs/configuration.md, "Daemon configuration").

@@ -13,6 +13,7 @@
 #include <set>
 #include <sstream>
 
+#include "config/pattern_overlap.h"
 #include "config/pipeline_yaml.h"
 #include "core/utf8.h"
 
@@ -142,6 +143,154 @@ std::optional<Status> UnquotedGlob(const std::string& file, const YAML::Exceptio
   }
   return Status::Config(Where(file, at) + ": patterns that start with * must be quoted: write " +
                         quoted);
+}
+
+// --- patterns that can only conflict -------------------------------------------
+
+// Most patterns one mapping is checked with; more are left to plan time.
+constexpr size_t kMaxCheckedPatterns = 128;
+
+// A pattern as written: its text and node, and the dtype or group it is in.
+struct WrittenPattern {
+  std::string text;
+  YAML::Node node;
+  std::string owner;  // "uint8", ...
+};
+
+// The value of `key` in mapping `map`, or a null node. (yaml-cpp's
+// operator[] gives a node that throws when asked its type.)
+YAML::Node ValueOf(const YAML::Node& map, const char* key) {
+  if (!map.IsMap()) return YAML::Node();
+  for (const auto& entry : map) {
+    const YAML::Node k = entry.first;
+    if (k.IsScalar() && k.Scalar() == key) return entry.second;
+  }
+  return YAML::Node();
+}
+
+// The pattern nodes of a value that is one pattern or a list of them.
+void CollectPatterns(const YAML::Node& value, const std::string& owner,
+                     std::vector<WrittenPattern>* out) {
+  if (value.IsScalar()) out->push_back({value.Scalar(), value, owner});
+  if (!value.IsSequence()) return;
+  for (const YAML::Node& item : value) {
+    if (item.IsScalar()) out->push_back({item.Scalar(), item, owner});
+  }
+}
+
+// A name for messages, with control bytes and quotes shown as escapes.
+std::string ShowName(const std::string& name) {
+  std::string out;
+  for (unsigned char c : name) {
+    if (c < 0x20 || c == 0x7f || c == '\'' || c == '\\') {
+      static const char kHex[] = "0123456789abcdef";
+      out += std::string("\\x") + kHex[c >> 4] + kHex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+// `narrow` can only conflict: `wide`, of another dtype, matches all its names.
+Status CoveredPatternError(const std::string& file, const WrittenPattern& narrow,
+                           const WrittenPattern& wide, bool wide_matches_all) {
+  std::string message = "quantize: " + narrow.owner + " pattern '" + narrow.text +
+                        "' can never apply: " + wide.owner + " pattern '" + wide.text +
+                        "' also matches every name it matches, and a weight matched by two "
+                        "dtypes is refused";
+  if (wide_matches_all) {
+    message += "; to quantize every other float weight as " + wide.owner + ", write `" +
+               wide.owner + ": true` (the fallthrough; --quantize-rest " + wide.owner +
+               " on the command line) instead of '" + wide.text + "'";
+  }
+  return ErrorAt(file, narrow.node, message);
+}
+
+Status CheckQuantizePatterns(const std::string& file, const YAML::Node& quantize,
+                             PatternOracle* oracle, std::vector<std::string>* warnings) {
+  std::vector<WrittenPattern> all;
+  for (const auto& entry : quantize) {
+    const YAML::Node key = entry.first;
+    const YAML::Node value = entry.second;
+    if (!IsBool(value, true)) CollectPatterns(value, key.Scalar(), &all);
+  }
+  // A pattern repeated under one dtype is said once.
+  std::set<std::pair<std::string, std::string>> seen;
+  std::erase_if(all, [&](const WrittenPattern& p) {
+    return !seen.insert({p.owner, p.text}).second;
+  });
+  if (all.size() > kMaxCheckedPatterns) return Status::Ok();
+  const std::string everything[] = {"*"};
+  for (const WrittenPattern& p : all) {
+    const PatternRelation r = oracle->Relate(p.text, {});
+    if (!r.decided || r.matches_some || warnings == nullptr) continue;
+    const bool wide = p.text.find('[') != std::string::npos &&
+                      std::any_of(p.text.begin(), p.text.end(), [](char c) { return c & 0x80; });
+    warnings->push_back(Where(file, p.node.Mark()) + ": quantize: " + p.owner + " pattern '" +
+                        p.text + "' matches no weight name" +
+                        (wide ? " (inside [...] each byte of a non-ASCII character is a member "
+                                "of its own)"
+                              : ""));
+  }
+  for (size_t i = 0; i < all.size(); ++i) {
+    for (size_t j = i + 1; j < all.size(); ++j) {
+      const WrittenPattern& a = all[i];
+      const WrittenPattern& b = all[j];
+      if (a.owner == b.owner) continue;
+      const std::string just_b[] = {b.text};
+      const std::string just_a[] = {a.text};
+      const PatternRelation ab = oracle->Relate(a.text, just_b);
+      if (!ab.decided) continue;
+      if (ab.matches_some && ab.covered) {
+        const bool all_names = oracle->Relate(everything[0], just_b).covered;
+        return CoveredPatternError(file, a, b, all_names);
+      }
+      const PatternRelation ba = oracle->Relate(b.text, just_a);
+      if (ba.decided && ba.matches_some && ba.covered) {
+        const bool all_names = oracle->Relate(everything[0], just_a).covered;
+        return CoveredPatternError(file, b, a, all_names);
+      }
+      if (ab.shared && warnings != nullptr) {
+        warnings->push_back(Where(file, b.node.Mark()) + ": quantize: " + a.owner + " '" + a.text +
+                            "' and " + b.owner + " '" + b.text + "' both match names such as '" +
+                            ShowName(*ab.shared) + "'; a weight named so would be refused");
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+// A group whose every pattern earlier groups' patterns cover gets no weight.
+void CheckGroupPatterns(const std::string& file, const YAML::Node& groups, PatternOracle* oracle,
+                        std::vector<std::string>* warnings) {
+  std::vector<std::string> earlier;
+  size_t number = 0;
+  for (const YAML::Node& group : groups) {
+    ++number;
+    if (!group.IsMap()) return;
+    std::vector<WrittenPattern> own;
+    CollectPatterns(ValueOf(group, "match"), "", &own);
+    if (earlier.size() + own.size() > kMaxCheckedPatterns) return;
+    bool dead = !own.empty();
+    bool matches_some = false;
+    for (const WrittenPattern& p : own) {
+      const PatternRelation r = oracle->Relate(p.text, earlier);
+      dead = dead && r.decided && r.covered;
+      matches_some = matches_some || r.matches_some;
+    }
+    if (dead && warnings != nullptr) {
+      const YAML::Node name = ValueOf(group, "name");
+      const std::string which =
+          "group " + std::to_string(number) + (name.IsScalar() ? " ('" + name.Scalar() + "')" : "");
+      warnings->push_back(
+          Where(file, group.Mark()) + ": groups: " + which + " can never receive a weight: " +
+          (matches_some ? "every name its patterns match, an earlier group's patterns match "
+                          "first (a weight joins the first group it matches)"
+                        : "its patterns match no name"));
+    }
+    for (const WrittenPattern& p : own) earlier.push_back(p.text);
+  }
 }
 
 // --- shard_size, unmatched ---------------------------------------------------
@@ -516,11 +665,24 @@ Status VisitMapping(const std::string& file, const YAML::Node& node, const std::
 
 std::span<const KeyRule<PipelineOptions>> PipelineKeys() { return kPipelineKeys; }
 
-Status ApplyPipelineNode(const std::string& file, const YAML::Node& node,
-                         PipelineOptions* options) {
+Status ApplyPipelineNode(const std::string& file, const YAML::Node& node, PipelineOptions* options,
+                         std::vector<std::string>* warnings) {
   WD_RETURN_IF_ERROR(ApplyKeys(PipelineKeys(), file, node, "pipeline settings", options));
   Status valid = ValidatePipelineOptions(*options);
   if (!valid.ok()) return ErrorAt(file, node, valid.message());
+  return CheckPatterns(file, node, warnings);
+}
+
+Status CheckPatterns(const std::string& file, const YAML::Node& settings,
+                     std::vector<std::string>* warnings) {
+  if (!settings.IsMap()) return Status::Ok();
+  PatternOracle oracle;
+  if (const YAML::Node quantize = ValueOf(settings, "quantize"); quantize.IsMap()) {
+    WD_RETURN_IF_ERROR(CheckQuantizePatterns(file, quantize, &oracle, warnings));
+  }
+  if (const YAML::Node groups = ValueOf(settings, "groups"); groups.IsSequence()) {
+    CheckGroupPatterns(file, groups, &oracle, warnings);
+  }
   return Status::Ok();
 }
 
@@ -528,17 +690,22 @@ Status ApplyPipelineNode(const std::string& file, const YAML::Node& node,
 
 Result<PipelineOptions> ParsePipelineConfigOver(const std::string& yaml_text,
                                                 const std::string& file,
-                                                const PipelineOptions& base) {
-  return yaml::ParseDocument<PipelineOptions>(
+                                                const PipelineOptions& base,
+                                                std::vector<std::string>* warnings) {
+  std::vector<std::string> found;
+  Result<PipelineOptions> r = yaml::ParseDocument<PipelineOptions>(
       yaml_text, file, [&](const YAML::Node& root) -> Result<PipelineOptions> {
         PipelineOptions options = base;
-        WD_RETURN_IF_ERROR(yaml::ApplyPipelineNode(file, root, &options));
+        WD_RETURN_IF_ERROR(yaml::ApplyPipelineNode(file, root, &options, &found));
         return options;
       });
+  if (warnings != nullptr) *warnings = r.ok() ? std::move(found) : std::vector<std::string>();
+  return r;
 }
 
-Result<PipelineOptions> ParsePipelineConfig(const std::string& yaml_text, const std::string& file) {
-  return ParsePipelineConfigOver(yaml_text, file, PipelineOptions());
+Result<PipelineOptions> ParsePipelineConfig(const std::string& yaml_text, const std::string& file,
+                                            std::vector<std::string>* warnings) {
+  return ParsePipelineConfigOver(yaml_text, file, PipelineOptions(), warnings);
 }
 
 Result<PipelineOptions> LoadPipelineConfig(const std::string& path) {

@@ -121,7 +121,17 @@ Status ApplyKeys(std::span<const KeyRule<T>> rules, const std::string& file, con
 std::span<const KeyRule<PipelineOptions>> PipelineKeys();
 
 // Applies the pipeline keys of mapping `node` over `*options`; any other key
-// is an error. Validates what it sets.
-Status ApplyPipelineNode(const std::string& file, const YAML::Node& node, PipelineOptions* options);
+// is an error. Validates what it sets, CheckPatterns included.
+Status ApplyPipelineNode(const std::string& file, const YAML::Node& node, PipelineOptions* options,
+                         std::vector<std::string>* warnings);
+
+// The patterns written in mapping `settings` (its own `quantize` and `groups`
+// keys; inherited ones were checked where they are written), checked without
+// a bundle: a quantize pattern whose every name a pattern of another dtype
+// also matches can only conflict, an error. Patterns of two dtypes that
+// share some names, and a group whose patterns earlier groups cover, are
+// "file:line:col: ..." lines added to *warnings.
+Status CheckPatterns(const std::string& file, const YAML::Node& settings,
+                     std::vector<std::string>* warnings);
 
 }  // namespace wd::yaml

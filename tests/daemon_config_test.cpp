@@ -564,5 +564,45 @@ TEST_CASE("max_parallel_publishes defaults to the cores, 1 to 12") {
                   .ok());
 }
 
+TEST_CASE("quantize patterns that can only conflict are errors in defaults and in watches") {
+  const std::pair<const char*, const char*> rows[] = {
+      {"defaults:\n  quantize: {uint8: ['*/kernel'], float16: '*'}\n"
+       "watches: [{drop: /d, serve: /s}]\n",
+       "/etc/wd/d.yaml:2:22: quantize: uint8 pattern '*/kernel' can never apply: float16 "
+       "pattern '*' also matches every name it matches, and a weight matched by two dtypes is "
+       "refused; to quantize every other float weight as float16, write `float16: true` (the "
+       "fallthrough; --quantize-rest float16 on the command line) instead of '*'"},
+      {"watches:\n  - {drop: /d, serve: /s}\n"
+       "  - {drop: /e, serve: /s, quantize: {uint8: 'enc/*', uint16: 'enc*'}}\n",
+       "/etc/wd/d.yaml:3:45: quantize: uint8 pattern 'enc/*' can never apply: uint16 pattern "
+       "'enc*' also matches every name it matches, and a weight matched by two dtypes is "
+       "refused"},
+  };
+  for (const auto& [yaml, error] : rows) {
+    const std::string yaml_text = yaml;
+    CAPTURE(yaml_text);
+    Result<DaemonConfig> config = ParseDaemonConfig(yaml, kFile);
+    REQUIRE_FALSE(config.ok());
+    CHECK(config.status().message() == error);
+  }
+}
+
+TEST_CASE("doubtful patterns are warnings, once where they are written") {
+  // The defaults' overlap is said once, not again for the watch inheriting it.
+  const DaemonConfig c = MustParse(
+      "defaults:\n  quantize: {uint8: '*/kernel', float16: 'dense*'}\n"
+      "watches:\n  - {drop: /d, serve: /s}\n"
+      "  - drop: /e\n    serve: /s\n    groups: [{match: '*'}, {match: 'enc/*'}]\n");
+  const std::vector<std::string> want = {
+      "/etc/wd/d.yaml:2:42: quantize: uint8 '*/kernel' and float16 'dense*' both match names "
+      "such as 'dense/kernel'; a weight named so would be refused",
+      "/etc/wd/d.yaml:7:28: groups: group 2 can never receive a weight: every name its patterns "
+      "match, an earlier group's patterns match first (a weight joins the first group it "
+      "matches)"};
+  CHECK(c.warnings.size() == want.size());
+  for (size_t i = 0; i < want.size() && i < c.warnings.size(); ++i) CHECK(c.warnings[i] == want[i]);
+  CHECK(MustParse("watches: [{drop: /d, serve: /s}]\n").warnings.empty());
+}
+
 }  // namespace
 }  // namespace wd

@@ -50,8 +50,8 @@ TEST_CASE("valid pipeline settings parse to the intended options") {
       {"quantize: {}", "shard=4194304 single"},
       {"quantize:\n  uint8: [\"*/kernel\"]\n  float16: true\n",
        "shard=4194304 single uint8=*/kernel float16=true"},
-      {"quantize:\n  float16: \"*\"\n  uint16: [a, b]\n",
-       "shard=4194304 single float16=* uint16=a,b"},
+      {"quantize:\n  float16: \"*/w\"\n  uint16: [a, b]\n",
+       "shard=4194304 single float16=*/w uint16=a,b"},
       {"quantize:\n  uint8: True\n", "shard=4194304 single uint8=true"},
       // Quoted, `true` is a pattern (a weight named "true"), not the fallthrough.
       {"quantize:\n  float16: 'true'\n", "shard=4194304 single float16=true"},
@@ -292,6 +292,97 @@ TEST_CASE("a pattern that starts with an unquoted * is told to be quoted") {
        "cfg.yaml:2:26: patterns that start with * must be quoted: write \"*é\""},
   };
   CheckErrors(rows);
+}
+
+TEST_CASE("a quantize pattern another dtype's pattern covers is an error at load") {
+  const ErrorRow rows[] = {
+      {"quantize: {uint8: [\"*/kernel\"], float16: \"*\"}",
+       "cfg.yaml:1:20: quantize: uint8 pattern '*/kernel' can never apply: float16 pattern '*' "
+       "also matches every name it matches, and a weight matched by two dtypes is refused; to "
+       "quantize every other float weight as float16, write `float16: true` (the fallthrough; "
+       "--quantize-rest float16 on the command line) instead of '*'"},
+      {"quantize:\n  float16: '**'\n  uint8: ['a', '*/kernel']\n",
+       "cfg.yaml:3:11: quantize: uint8 pattern 'a' can never apply: float16 pattern '**' also "
+       "matches every name it matches, and a weight matched by two dtypes is refused; to "
+       "quantize every other float weight as float16, write `float16: true` (the fallthrough; "
+       "--quantize-rest float16 on the command line) instead of '**'"},
+      {"quantize: {uint8: \"enc/*\", uint16: \"enc*\"}",
+       "cfg.yaml:1:19: quantize: uint8 pattern 'enc/*' can never apply: uint16 pattern 'enc*' "
+       "also matches every name it matches, and a weight matched by two dtypes is refused"},
+      {"quantize: {uint8: \"enc*\", uint16: \"enc/*\"}",
+       "cfg.yaml:1:35: quantize: uint16 pattern 'enc/*' can never apply: uint8 pattern 'enc*' "
+       "also matches every name it matches, and a weight matched by two dtypes is refused"},
+      {"quantize: {uint8: \"*/kernel\", float16: \"*/kernel\"}",
+       "cfg.yaml:1:19: quantize: uint8 pattern '*/kernel' can never apply: float16 pattern "
+       "'*/kernel' also matches every name it matches, and a weight matched by two dtypes is "
+       "refused"},
+      {"quantize: {uint8: \"layer[0-9]/w\", float16: \"layer?/*\"}",
+       "cfg.yaml:1:19: quantize: uint8 pattern 'layer[0-9]/w' can never apply: float16 pattern "
+       "'layer?/*' also matches every name it matches, and a weight matched by two dtypes is "
+       "refused"},
+      {"quantize: {uint8: \"a\\\\*\", float16: \"a?\"}",
+       "cfg.yaml:1:19: quantize: uint8 pattern 'a\\*' can never apply: float16 pattern 'a?' "
+       "also matches every name it matches, and a weight matched by two dtypes is refused"},
+      {"quantize: {uint16: true, uint8: '*/kernel', float16: '*'}",
+       "cfg.yaml:1:33: quantize: uint8 pattern '*/kernel' can never apply: float16 pattern '*' "
+       "also matches every name it matches, and a weight matched by two dtypes is refused; to "
+       "quantize every other float weight as float16, write `float16: true` (the fallthrough; "
+       "--quantize-rest float16 on the command line) instead of '*'"},
+  };
+  CheckErrors(rows);
+}
+
+struct WarningRow {
+  const char* yaml;
+  std::vector<std::string> warnings;
+};
+
+TEST_CASE("patterns that only may conflict, or cannot apply, are warnings") {
+  const WarningRow rows[] = {
+      // Fine: disjoint, the same dtype, a fallthrough, undecidable forms.
+      {"quantize: {uint8: [\"*/kernel\"], float16: true}", {}},
+      {"quantize: {uint8: [\"*/kernel\", \"*\"]}", {}},
+      {"quantize: {uint8: \"enc/*\", float16: \"dec/*\"}", {}},
+      {"quantize: {uint8: \"*/kernel\", float16: \"*/bias\"}", {}},
+      {"quantize: {uint8: \"[[=a=]]\", float16: \"*\"}", {}},
+      {"quantize: {uint8: \"a[!b]\", float16: \"ab\"}", {}},
+      {"groups: [{match: \"enc/*\"}, {match: \"dec/*\"}]", {}},
+      {"groups: [{match: \"enc/a\"}, {match: \"enc/*\"}]", {}},
+      // Overlaps, with a name both match.
+      {"quantize: {uint8: [\"*/kernel\"], float16: \"dense*\"}",
+       {"cfg.yaml:1:42: quantize: uint8 '*/kernel' and float16 'dense*' both match names such "
+        "as 'dense/kernel'; a weight named so would be refused"}},
+      {"quantize:\n  uint8: \"enc*\"\n  float16: \"*/w\"\n  uint16: \"*b*\"\n",
+       {"cfg.yaml:3:12: quantize: uint8 'enc*' and float16 '*/w' both match names such as "
+        "'enc/w'; a weight named so would be refused",
+        "cfg.yaml:4:11: quantize: uint8 'enc*' and uint16 '*b*' both match names such as "
+        "'encb'; a weight named so would be refused",
+        "cfg.yaml:4:11: quantize: float16 '*/w' and uint16 '*b*' both match names such as "
+        "'b/w'; a weight named so would be refused"}},
+      // Matches no name: one byte of a two-byte character in [...].
+      {"quantize: {uint8: \"[é]\"}",
+       {"cfg.yaml:1:19: quantize: uint8 pattern '[é]' matches no weight name (inside [...] each "
+        "byte of a non-ASCII character is a member of its own)"}},
+      // Groups that can never receive a weight.
+      {"groups:\n  - match: \"*\"\n  - name: dec\n    match: dec/*\n",
+       {"cfg.yaml:3:5: groups: group 2 ('dec') can never receive a weight: every name its "
+        "patterns match, an earlier group's patterns match first (a weight joins the first "
+        "group it matches)"}},
+      {"groups:\n  - match: [enc/*, dec/*]\n  - match: [dec/a*, enc/b]\n  - match: x\n",
+       {"cfg.yaml:3:5: groups: group 2 can never receive a weight: every name its patterns "
+        "match, an earlier group's patterns match first (a weight joins the first group it "
+        "matches)"}},
+      {"groups:\n  - match: 'a\\'\n",
+       {"cfg.yaml:2:5: groups: group 1 can never receive a weight: its patterns match no name"}},
+  };
+  for (const WarningRow& row : rows) {
+    const std::string yaml_text = row.yaml;
+    CAPTURE(yaml_text);
+    std::vector<std::string> warnings = {"stale"};
+    Result<PipelineOptions> options = ParsePipelineConfig(row.yaml, "cfg.yaml", &warnings);
+    REQUIRE_MESSAGE(options.ok(), options.status().message());
+    CHECK(warnings == row.warnings);
+  }
 }
 
 TEST_CASE("every golden config parses to the options its case was made with") {
