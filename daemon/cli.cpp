@@ -449,18 +449,30 @@ int UseInspectWatch(const std::string& bundle, const std::string& watch, Pipelin
   return kExitOk;
 }
 
-int RunCheckConfig(const std::string& file) {
+// What check-config reads a file as: told by its keys (LooksLikeDaemonConfig)
+// unless --daemon or --pipeline says.
+enum class ConfigKind { kGuess, kDaemon, kPipeline };
+
+int RunCheckConfig(const std::string& file, ConfigKind kind) {
   auto text = DefaultFileSystem().ReadFile(file, 16u << 20);
   if (!text.ok()) return Fail(text.status());
-  if (LooksLikeDaemonConfig(*text)) {
+  if (kind == ConfigKind::kGuess) {
+    kind = LooksLikeDaemonConfig(*text) ? ConfigKind::kDaemon : ConfigKind::kPipeline;
+  }
+  std::vector<std::string> warnings;
+  std::string what = "pipeline settings";
+  if (kind == ConfigKind::kDaemon) {
     auto d = ParseDaemonConfig(*text, file);
     if (!d.ok()) return Fail(d.status());
-    std::cout << file << ": ok (daemon config, " << d->watches.size() << " watches)\n";
-    return kExitOk;
+    warnings = d->warnings;
+    const size_t n = d->watches.size();
+    what = "daemon config, " + std::to_string(n) + (n == 1 ? " watch" : " watches");
+  } else {
+    auto r = ParsePipelineConfig(*text, file, &warnings);
+    if (!r.ok()) return Fail(r.status());
   }
-  auto r = ParsePipelineConfig(*text, file);
-  if (!r.ok()) return Fail(r.status());
-  std::cout << file << ": ok\n";
+  for (const std::string& w : warnings) std::cerr << "weightdrop: warning: " << w << "\n";
+  std::cout << file << ": ok (" << what << ")\n";
   return kExitOk;
 }
 
@@ -511,8 +523,14 @@ int RunCli(int argc, char** argv) {
   publish_flags.Add(publish, true);
   publish_flags.AddPublishOnly(publish);
 
-  auto* check = app.add_subcommand("check-config", "validate a pipeline settings file");
+  auto* check =
+      app.add_subcommand("check-config", "validate a pipeline settings file or a daemon config");
   check->add_option("FILE", config_file, "YAML file")->required();
+  bool check_daemon = false, check_pipeline = false;
+  auto* as_daemon = check->add_flag("--daemon", check_daemon,
+                                    "read FILE as a daemon config (default: told by its keys)");
+  check->add_flag("--pipeline", check_pipeline, "read FILE as pipeline settings")
+      ->excludes(as_daemon);
 
   auto* inspect = app.add_subcommand("inspect", "show how a bundle would be published");
   inspect->add_option("BUNDLE", bundle, ".npz, .npy or folder of them")->required();
@@ -568,7 +586,11 @@ int RunCli(int argc, char** argv) {
       });
   if (!st.ok()) return Fail(st);
   if (publish->parsed() || inspect->parsed()) return code;
-  if (check->parsed()) return RunCheckConfig(config_file);
+  if (check->parsed()) {
+    return RunCheckConfig(config_file, check_daemon     ? ConfigKind::kDaemon
+                                       : check_pipeline ? ConfigKind::kPipeline
+                                                        : ConfigKind::kGuess);
+  }
   if (verify->parsed()) return RunVerify(target, against);
   if (rollback->parsed()) return RunRollback(target, rollback_to);
   if (run->parsed()) return RunDaemon(run_config);

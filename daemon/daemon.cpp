@@ -907,6 +907,7 @@ void Daemon::Reload() {
         } else {
           Status log = SetupLogging((*out)->log_level, (*out)->log_format);
           if (!log.ok()) spdlog::error("{}", log.message());
+          for (const std::string& w : (*out)->warnings) spdlog::warn("{}", w);
           ApplyConfig(std::move(out->value()));
           spdlog::info("configuration reloaded: {} watches", cfg_.watches.size());
         }
@@ -1068,6 +1069,7 @@ int RunDaemon(const std::string& config_arg, const DaemonTestHooks& hooks) {
   }
   spdlog::info("weightdrop {} starting (config {}, {} kernels)", WD_VERSION, config_path,
                KernelPathName(ActiveKernelPath()));
+  for (const std::string& w : cfg->warnings) spdlog::warn("{}", w);
   // One daemon per state_dir, before anything touches the folders. Held
   // until the process exits (a reload keeps the first state_dir's lock).
   Result<InstanceLock> instance = InstanceLock::Acquire(cfg->state_dir);
