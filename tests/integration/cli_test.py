@@ -1091,6 +1091,88 @@ def check_config_unknown(sb):
         f"expected 'unknown.yaml:3:1' naming 'quantise':\n      {r}"
 
 
+def daemon_yaml(sb, name, watches_key="watches", extra=""):
+    drop, serve = os.path.join(sb.inner, "drop"), os.path.join(sb.inner, "serve")
+    return cfg(sb, name, f"state_dir: {sb.inner}/state\n{extra}{watches_key}:\n"
+                         f"  - drop: {drop}\n    serve: {serve}\n")
+
+
+@check("check-config: a daemon config with a typo is still read as one, and the typo named")
+@with_sandbox
+def check_config_daemon_typo(sb):
+    c = daemon_yaml(sb, "typo.yaml", watches_key="watch")
+    r = wd("check-config", c)
+    assert r.rc == 1, f"expected exit 1:\n      {r}"
+    want = f"weightdrop: error: {c}:2:1: unknown key 'watch' in daemon config; " \
+           "did you mean 'watches'?\n"
+    assert r.err == want, f"expected {want!r}:\n      {r}"
+    # Forced the other way, the same file is pipeline settings with a stray key.
+    r = wd("check-config", "--pipeline", c)
+    assert r.rc == 1 and f"{c}:1:1: unknown key 'state_dir' in pipeline settings" in r.err, \
+        f"expected state_dir refused as a pipeline key:\n      {r}"
+
+
+@check("check-config: the kind and the watch count are said; --daemon and --pipeline force it")
+@with_sandbox
+def check_config_kinds(sb):
+    c = daemon_yaml(sb, "one.yaml")
+    r = expect_ok(wd("check-config", c), "check-config on a daemon config")
+    assert r.out == f"{c}: ok (daemon config, 1 watch)\n", f"unexpected output:\n      {r}"
+    p = cfg(sb, "p.yaml", "shard_size: 4MiB\n")
+    r = expect_ok(wd("check-config", p), "check-config on pipeline settings")
+    assert r.out == f"{p}: ok (pipeline settings)\n", f"unexpected output:\n      {r}"
+    r = wd("check-config", "--daemon", p)
+    assert r.rc == 1 and "pipeline settings go under `defaults`" in r.err, \
+        f"expected a daemon config error:\n      {r}"
+    r = wd("check-config", "--daemon", "--pipeline", p)
+    assert r.rc == 2, f"--daemon with --pipeline should be a usage error:\n      {r}"
+
+
+@check("check-config: quantize patterns that can only conflict are refused at load")
+@with_sandbox
+def check_config_covered_pattern(sb):
+    c = cfg(sb, "cover.yaml", "quantize:\n  uint8: [\"*/kernel\"]\n  float16: \"*\"\n")
+    r = wd("check-config", c)
+    assert r.rc == 1, f"expected exit 1:\n      {r}"
+    for want in (f"{c}:2:11: quantize: uint8 pattern '*/kernel' can never apply: float16 "
+                 "pattern '*'", "`float16: true`", "--quantize-rest float16"):
+        assert want in r.err, f"message lacks {want!r}:\n      {r}"
+    # The same in a daemon's defaults: refused before the daemon starts.
+    d = daemon_yaml(sb, "d.yaml", extra="defaults:\n  quantize: {uint8: ['*/kernel'], "
+                                         "float16: '*'}\n")
+    r = wd("check-config", d)
+    assert r.rc == 1 and f"{d}:3:22: quantize: uint8 pattern '*/kernel'" in r.err, \
+        f"expected the defaults' pattern refused:\n      {r}"
+    r = wd("run", "--config", d, timeout=10)
+    assert r.rc == 1 and "can never apply" in r.err, f"the daemon should refuse it:\n      {r}"
+
+
+@check("check-config: patterns of two dtypes that share names are a warning with an example")
+@with_sandbox
+def check_config_overlap_warning(sb):
+    c = cfg(sb, "overlap.yaml", "quantize:\n  uint8: [\"*/kernel\"]\n  float16: \"dense*\"\n")
+    r = expect_ok(wd("check-config", c), "check-config with overlapping patterns")
+    want = (f"weightdrop: warning: {c}:3:12: quantize: uint8 '*/kernel' and float16 'dense*' "
+            "both match names such as 'dense/kernel'; a weight named so would be refused\n")
+    assert r.err == want, f"expected {want!r}:\n      {r}"
+
+
+@check("check-config: an unquoted pattern starting with * is told to be quoted, in each form")
+@with_sandbox
+def check_config_unquoted_star(sb):
+    forms = (("quantize: {uint8: [*/kernel]}\n", "1:20", '"*/kernel"'),
+             ("quantize:\n  uint8: */kernel\n", "2:10", '"*/kernel"'),
+             ("quantize:\n  uint8:\n    - */kernel\n", "3:7", '"*/kernel"'),
+             ("groups:\n  - match: *foo\n", "2:12", '"*foo"'),
+             ("quantize: {uint8: *}\n", "1:19", '"*"'))
+    for i, (text, where, quoted) in enumerate(forms):
+        c = cfg(sb, f"star{i}.yaml", text)
+        r = wd("check-config", c)
+        want = f"weightdrop: error: {c}:{where}: patterns that start with * must be quoted: " \
+               f"write {quoted}\n"
+        assert r.rc == 1 and r.err == want, f"expected {want!r}:\n      {r}"
+
+
 # --- 8. progress and the publish summary (issue 10) ---------------------------
 
 SUMMARY_RE = re.compile(r"^published (\S+) version (\d+): (\d+) weights?, [\d.]+ (B|KiB|MiB|GiB) "
