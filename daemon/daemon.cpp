@@ -909,7 +909,8 @@ void Daemon::Reload() {
           if (!log.ok()) spdlog::error("{}", log.message());
           for (const std::string& w : (*out)->warnings) spdlog::warn("{}", w);
           ApplyConfig(std::move(out->value()));
-          spdlog::info("configuration reloaded: {} watches", cfg_.watches.size());
+          spdlog::info("configuration reloaded: {} watch{}", cfg_.watches.size(),
+                       cfg_.watches.size() == 1 ? "" : "es");
         }
         if (reload_again_) {  // the file may have changed since it was read
           reload_again_ = false;
@@ -927,7 +928,7 @@ void Daemon::BeginStop() {
   retry_timer_->Close();
   stop_timer_ = std::make_unique<Timer>(loop_, [this] {
     spdlog::warn(
-        "shutdown_timeout reached with {} publishes running: exiting; their bundles stay "
+        "shutdown_timeout reached with {} publish(es) running: exiting; their bundles stay "
         "in processing/ and are published at the next start",
         queues_.running());
     spdlog::default_logger()->flush();
