@@ -1313,6 +1313,20 @@ def retry_moves_back(sb):
     assert r.rc == 2 and "--watch nowhere" in r.err and drop in r.err, f"expected exit 2:\n      {r}"
 
 
+@check("rollback: a version folder is refused with the command to use, and nothing is written")
+@with_sandbox
+def rollback_version_folder(sb):
+    for i in (1, 2, 3):
+        expect_ok(sb.publish(distinct_bundle(sb, i)))
+    before = snapshot(sb.S)
+    r = wd("rollback", os.path.join(sb.model_dir(), "2"))
+    want = (f"{sb.model_dir()}/2 is a version folder: pass the model folder and the version, "
+            f"`weightdrop rollback {sb.model_dir()} --to 2`")
+    assert r.rc == 2 and want in r.err, f"expected exit 2 and {want!r}:\n      {r}"
+    assert "nothing is current" not in r.err, str(r)
+    assert not snapshot_diff(before, snapshot(sb.S)), "the refused rollback wrote something"
+
+
 @check("inspect: --config DAEMON.yaml --watch uses the watch's settings and names the model")
 @with_sandbox
 def inspect_daemon_watch(sb):
@@ -1339,20 +1353,6 @@ def inspect_daemon_watch(sb):
                      f"state_dir: state\nwatches:\n  - drop: {drop_a}\n    serve: {sb.S}\n")
     r = expect_ok(wd("inspect", b, "--config", one), "inspect with the only watch")
     assert "model net " in r.out.splitlines()[0], str(r)
-
-
-@check("rollback: a version folder is refused with the command to use, and nothing is written")
-@with_sandbox
-def rollback_version_folder(sb):
-    for i in (1, 2, 3):
-        expect_ok(sb.publish(distinct_bundle(sb, i)))
-    before = snapshot(sb.S)
-    r = wd("rollback", os.path.join(sb.model_dir(), "2"))
-    want = (f"{sb.model_dir()}/2 is a version folder: pass the model folder and the version, "
-            f"`weightdrop rollback {sb.model_dir()} --to 2`")
-    assert r.rc == 2 and want in r.err, f"expected exit 2 and {want!r}:\n      {r}"
-    assert "nothing is current" not in r.err, str(r)
-    assert not snapshot_diff(before, snapshot(sb.S)), "the refused rollback wrote something"
 
 
 @check("status: after a clean stop, 'stopped at <UTC time> (pid N)'")
