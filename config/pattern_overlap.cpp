@@ -201,6 +201,8 @@ class Product {
     }
     words_ = (positions_ + 63) / 64;
     star_.assign(words_, 0);
+    pattern_.assign(words_, 0);
+    for (size_t i = first_[0]; i <= last_[0]; ++i) Set(&pattern_, i);
     for (size_t k = 0; k < globs.size(); ++k) {
       for (size_t j = 0; j < globs[k].size(); ++j) {
         if (globs[k][j].star) Set(&star_, first_[k] + j);
@@ -216,28 +218,30 @@ class Product {
   Bits Start() const {
     Bits s(words_, 0);
     for (size_t at : first_) Set(&s, at);
-    return Closed(std::move(s));
+    Close(&s);
+    return s;
   }
 
   // The positions after reading a byte of class `c` in positions `from`:
   // a star keeps its position, a matching byte element moves one on.
-  Bits Step(const Bits& from, size_t c) const {
+  // REQUIRES: to->size() is the state size (as Start()'s).
+  void Step(const Bits& from, size_t c, Bits* to) const {
     const Bits& accepts = accept_[c];
-    Bits to(words_, 0);
     uint64_t carry = 0;
     for (size_t w = 0; w < words_; ++w) {
       const uint64_t moving = from[w] & accepts[w];
-      to[w] = (moving << 1) | carry | (from[w] & star_[w]);
+      (*to)[w] = (moving << 1) | carry | (from[w] & star_[w]);
       carry = moving >> 63;
     }
-    return Closed(std::move(to));
+    Close(to);
   }
 
   bool Accepts(const Bits& s, size_t k) const { return Has(s, last_[k]); }
 
-  bool Alive(const Bits& s, size_t k) const {
-    for (size_t i = first_[k]; i <= last_[k]; ++i) {
-      if (Has(s, i)) return true;
+  // The pattern (globs[0]) still has a position: it may match what follows.
+  bool PatternAlive(const Bits& s) const {
+    for (size_t w = 0; w < words_; ++w) {
+      if (s[w] & pattern_[w]) return true;
     }
     return false;
   }
@@ -250,14 +254,13 @@ class Product {
 
   // A star may match nothing: a position before one reaches the next. (No
   // two stars are neighbours, so one pass is enough.)
-  Bits Closed(Bits s) const {
+  void Close(Bits* s) const {
     uint64_t carry = 0;
     for (size_t w = 0; w < words_; ++w) {
-      const uint64_t skipping = s[w] & star_[w];
-      s[w] |= (skipping << 1) | carry;
+      const uint64_t skipping = (*s)[w] & star_[w];
+      (*s)[w] |= (skipping << 1) | carry;
       carry = skipping >> 63;
     }
-    return s;
   }
 
   // Splits the bytes by their UTF-8 moves, then by each element's set; one
@@ -301,7 +304,8 @@ class Product {
   std::vector<size_t> first_, last_;  // each glob's first and final position
   size_t positions_ = 0;
   size_t words_ = 0;
-  Bits star_;  // positions of stars
+  Bits star_;     // positions of stars
+  Bits pattern_;  // positions of globs[0]
   std::vector<unsigned char> reps_;
   std::vector<Bits> accept_;  // per class: positions whose element takes it
 };
@@ -351,6 +355,7 @@ PatternRelation PatternOracle::Relate(const std::string& pattern,
     return name;
   };
   nodes.push_back({product.Start(), 0, 0, 0});
+  Bits next = nodes[0].bits;  // scratch, one allocation
   seen.emplace(key(nodes[0].bits, 0), 0);
   PatternRelation r;
   bool uncovered = false;
@@ -363,7 +368,8 @@ PatternRelation PatternOracle::Relate(const std::string& pattern,
       }
       if (other && !r.shared) r.shared = name_of(at);
       uncovered = uncovered || !other;
-      if (uncovered && r.shared) break;  // nothing more to learn
+      // Nothing more to learn (with no others, nothing is ever shared).
+      if (uncovered && (r.shared || others.empty())) break;
     }
     for (size_t c = 0; c < product.classes(); ++c) {
       if (budget_ < step_cost) return undecided;
@@ -371,11 +377,11 @@ PatternRelation PatternOracle::Relate(const std::string& pattern,
       const unsigned char b = product.rep(c);
       const int utf8 = Utf8Next(nodes[at].utf8, b);
       if (utf8 < 0) continue;
-      Bits next = product.Step(nodes[at].bits, c);
-      if (!product.Alive(next, 0)) continue;
+      product.Step(nodes[at].bits, c, &next);
+      if (!product.PatternAlive(next)) continue;
       if (!seen.emplace(key(next, utf8), nodes.size()).second) continue;
       if (nodes.size() >= kMaxStates) return undecided;
-      nodes.push_back({std::move(next), utf8, at, b});
+      nodes.push_back({next, utf8, at, b});
     }
   }
   r.decided = true;
