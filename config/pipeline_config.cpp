@@ -194,12 +194,12 @@ std::string ShowName(const std::string& name) {
 
 // `narrow` can only conflict: `wide`, of another dtype, matches all its names.
 Status CoveredPatternError(const std::string& file, const WrittenPattern& narrow,
-                           const WrittenPattern& wide, bool wide_matches_all) {
+                           const WrittenPattern& wide, bool suggest_fallthrough) {
   std::string message = "quantize: " + narrow.owner + " pattern '" + narrow.text +
                         "' can never apply: " + wide.owner + " pattern '" + wide.text +
                         "' also matches every name it matches, and a weight matched by two "
                         "dtypes is refused";
-  if (wide_matches_all) {
+  if (suggest_fallthrough) {
     message += "; to quantize every other float weight as " + wide.owner + ", write `" +
                wide.owner + ": true` (the fallthrough; --quantize-rest " + wide.owner +
                " on the command line) instead of '" + wide.text + "'";
@@ -210,9 +210,11 @@ Status CoveredPatternError(const std::string& file, const WrittenPattern& narrow
 Status CheckQuantizePatterns(const std::string& file, const YAML::Node& quantize,
                              PatternOracle* oracle, std::vector<std::string>* warnings) {
   std::vector<WrittenPattern> all;
+  bool has_fallthrough = false;
   for (const auto& entry : quantize) {
     const YAML::Node key = entry.first;
     const YAML::Node value = entry.second;
+    if (IsBool(value, true)) has_fallthrough = true;
     if (!IsBool(value, true)) CollectPatterns(value, key.Scalar(), &all);
   }
   // A pattern repeated under one dtype is said once.
@@ -242,14 +244,16 @@ Status CheckQuantizePatterns(const std::string& file, const YAML::Node& quantize
       const std::string just_a[] = {a.text};
       const PatternRelation ab = oracle->Relate(a.text, just_b);
       if (!ab.decided) continue;
+      // The fallthrough is the fix for a pattern that matches everything,
+      // unless another dtype already is the fallthrough.
       if (ab.matches_some && ab.covered) {
         const bool all_names = oracle->Relate(everything[0], just_b).covered;
-        return CoveredPatternError(file, a, b, all_names);
+        return CoveredPatternError(file, a, b, all_names && !has_fallthrough);
       }
       const PatternRelation ba = oracle->Relate(b.text, just_a);
       if (ba.decided && ba.matches_some && ba.covered) {
         const bool all_names = oracle->Relate(everything[0], just_a).covered;
-        return CoveredPatternError(file, b, a, all_names);
+        return CoveredPatternError(file, b, a, all_names && !has_fallthrough);
       }
       if (ab.shared && warnings != nullptr) {
         warnings->push_back(Where(file, b.node.Mark()) + ": quantize: " + a.owner + " '" + a.text +
