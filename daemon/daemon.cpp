@@ -667,12 +667,12 @@ void Daemon::OnProbed(uint64_t id, const std::string& name, const Status& opened
       spdlog::debug("{}: not yet complete ({})", name, opened.message());
       w->settle_timer->Start(w->cfg.settle.count());
       return;
-    case Readiness::AfterProbe::kClaim:
+    case Readiness::AfterProbe::kClaimable:
       if (gave_up) {
         spdlog::warn("{}: still incomplete after {}s without change: failing it", name,
                      std::max<int64_t>(30000, 10 * w->cfg.settle.count()) / 1000);
       }
-      Claim(w, name);
+      Evaluate(w);  // claims it in its turn, with whatever it held back
       return;
   }
 }
@@ -1039,6 +1039,24 @@ void Daemon::WriteStatus() {
       });
 }
 
+// Under the instance lock, so no other daemon writes them: the temporary
+// files of status, metrics and crash-log writes a kill interrupted
+// (<name>.tmp-<pid>-<hex>, as FileSystem::WriteFileAtomically names them).
+// Left alone they would pile up, one per unlucky kill.
+void RemoveStaleTemporaries(const std::string& state_dir) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(state_dir, ec)) {
+    const std::string name = e.path().filename().string();
+    for (const char* base : {"status.json", "weightdrop.prom", "crashes"}) {
+      const std::string prefix = std::string(base) + ".tmp-";
+      if (name.compare(0, prefix.size(), prefix) != 0) continue;
+      std::error_code rm;
+      if (std::filesystem::remove(e.path(), rm))
+        spdlog::info("removed stale {}", e.path().string());
+    }
+  }
+}
+
 // Closes whatever is still open (after FinishStop, nothing should be).
 void CloseAll(uv_loop_t* loop) {
   uv_walk(
@@ -1078,6 +1096,7 @@ int RunDaemon(const std::string& config_arg, const DaemonTestHooks& hooks) {
     spdlog::error("{}", instance.status().message());
     return 1;
   }
+  RemoveStaleTemporaries(cfg->state_dir);
   // Before any worker runs: what crashed earlier starts, and the handlers
   // that record the next crash (state_dir/crashes is not reloaded on SIGHUP).
   auto crashes = StartCrashGuard(cfg->state_dir);

@@ -6,7 +6,10 @@ namespace wd {
 
 Candidate& Readiness::Entry(const std::string& name) {
   Candidate& c = entries_[name];
-  if (c.seq == 0) c.seq = next_seq_++;
+  if (c.seq == 0) {
+    c.seq = next_seq_++;
+    c.first_seen_ms = now_();
+  }
   return c;
 }
 
@@ -51,9 +54,13 @@ Readiness::Scanned Readiness::ApplyScan(std::vector<DropEntry> entries, int64_t 
     seen.insert(e.name);
     Candidate& c = Entry(e.name);
     if (c.signature != e.signature) {
-      if (c.signature != 0) c.incomplete_since_ms = 0;
+      if (c.signature != 0) {  // changed since the last scan
+        c.incomplete_since_ms = 0;
+        c.last_change_ms = now;
+      } else if (c.last_change_ms == 0) {  // first seen now
+        c.last_change_ms = now;
+      }
       c.signature = e.signature;
-      c.last_change_ms = now;
     }
     if (e.ready_marker) c.ready_marker = true;
   }
@@ -73,10 +80,22 @@ Readiness::Scanned Readiness::ApplyScan(std::vector<DropEntry> entries, int64_t 
 Readiness::Due Readiness::Evaluate() {
   Due due;
   const int64_t now = now_();
-  for (auto& [name, c] : entries_) {
-    if (c.busy || c.signature == 0) continue;
-    if (c.arrived_whole || c.ready_marker) {
-      due.claim.push_back(name);
+  std::vector<std::pair<uint64_t, std::string>> by_arrival;
+  for (const auto& [name, c] : entries_) by_arrival.emplace_back(c.seq, name);
+  std::sort(by_arrival.begin(), by_arrival.end());
+  bool held = false;  // an earlier entry is about to be claimable
+  for (const auto& [seq, name] : by_arrival) {
+    Candidate& c = entries_[name];
+    if (c.busy) {
+      held = held || c.probing;
+      continue;
+    }
+    if (c.signature == 0) continue;
+    if (c.arrived_whole || c.ready_marker || c.probed_ok) {
+      if (!held) {
+        due.claim.push_back(name);
+        c.busy = true;
+      }
       continue;
     }
     const int64_t settled_at = c.last_change_ms + settle_ms_;
@@ -84,17 +103,15 @@ Readiness::Due Readiness::Evaluate() {
     const int64_t at = std::max(settled_at, retry_at);
     if (now >= at) {
       due.probe.push_back(name);
-    } else if (due.next_in_ms < 0 || at - now < due.next_in_ms) {
-      due.next_in_ms = at - now;
+      c.busy = c.probing = true;
+      held = true;
+      continue;
     }
+    if (due.next_in_ms < 0 || at - now < due.next_in_ms) due.next_in_ms = at - now;
+    // Unchanged since first seen and not found incomplete: it is a whole
+    // bundle waiting out settle, and it came first.
+    if (c.last_change_ms <= c.first_seen_ms && c.incomplete_since_ms == 0) held = true;
   }
-  auto by_arrival = [this](const std::string& a, const std::string& b) {
-    return entries_[a].seq < entries_[b].seq;
-  };
-  std::sort(due.claim.begin(), due.claim.end(), by_arrival);
-  std::sort(due.probe.begin(), due.probe.end(), by_arrival);
-  for (const auto& n : due.claim) entries_[n].busy = true;
-  for (const auto& n : due.probe) entries_[n].busy = true;
   return due;
 }
 
@@ -103,7 +120,7 @@ Readiness::AfterProbe Readiness::OnProbed(const std::string& name, const Status&
   *gave_up = false;
   Candidate* c = Find(name);
   if (c == nullptr) return AfterProbe::kGone;
-  c->busy = false;
+  c->busy = c->probing = false;
   if (!opened.ok() && opened.kind() == ErrorKind::kIncomplete) {
     const int64_t now = now_();
     if (c->incomplete_since_ms == 0) c->incomplete_since_ms = now;
@@ -111,8 +128,8 @@ Readiness::AfterProbe Readiness::OnProbed(const std::string& name, const Status&
     if (now - c->last_change_ms < grace) return AfterProbe::kWait;
     *gave_up = true;
   }
-  c->busy = true;  // the claim follows
-  return AfterProbe::kClaim;
+  c->probed_ok = true;
+  return AfterProbe::kClaimable;
 }
 
 }  // namespace wd

@@ -25,7 +25,10 @@ struct Candidate {
   int64_t last_change_ms = 0;
   bool arrived_whole = false;  // moved in by rename: complete at once
   bool ready_marker = false;
-  bool busy = false;  // a probe or claim is under way
+  bool busy = false;       // a probe or claim is under way
+  bool probing = false;    // ... and it is a probe
+  bool probed_ok = false;  // opened whole: claimable, in its turn
+  int64_t first_seen_ms = 0;
   int64_t incomplete_since_ms = 0;
   std::set<std::string> subdirs;  // the caller's: folders inside it being watched
 };
@@ -56,6 +59,11 @@ class Readiness {
   // touched it after the scan started (renamed in meanwhile).
   Scanned ApplyScan(std::vector<DropEntry> entries, int64_t scan_started_ms);
 
+  // Claims go out in arrival order: a claimable entry waits while an
+  // earlier one is being probed, or is waiting out `settle` unchanged since
+  // it was first seen (a bundle found at start, or written in place and
+  // complete) — at most `settle` and a probe. An earlier entry that is still
+  // being written holds nothing back.
   struct Due {
     std::vector<std::string> claim;  // in arrival order; now busy
     std::vector<std::string> probe;  // in arrival order; now busy
@@ -63,11 +71,11 @@ class Readiness {
   };
   Due Evaluate();
 
-  enum class AfterProbe { kClaim, kWait, kGone };
-  // `opened`: what opening the bundle gave. kIncomplete waits `settle` again
-  // until the bundle has been unchanged for max(30 s, 10 × settle); then it
-  // is claimed all the same, and its publish says what is wrong
-  // (`*gave_up` is set).
+  enum class AfterProbe { kClaimable, kWait, kGone };
+  // `opened`: what opening the bundle gave. Complete: claimable, by the next
+  // Evaluate in its turn. kIncomplete waits `settle` again until the bundle
+  // has been unchanged for max(30 s, 10 × settle); then it is claimable all
+  // the same, and its publish says what is wrong (`*gave_up` is set).
   AfterProbe OnProbed(const std::string& name, const Status& opened, bool* gave_up);
 
   // The claim of `name` ended (whatever its result): forget it.

@@ -71,8 +71,9 @@ TEST_CASE("an incomplete probe waits, and after the grace period the bundle is c
   CHECK(f.r.Evaluate().probe == Names{"m.npz"});
   f.now += 30000;  // unchanged for max(30 s, 10 × settle)
   CHECK(f.r.OnProbed("m.npz", Status::Incomplete("no central directory"), &gave_up) ==
-        Readiness::AfterProbe::kClaim);
+        Readiness::AfterProbe::kClaimable);
   CHECK(gave_up);
+  CHECK(f.r.Evaluate().claim == Names{"m.npz"});
 }
 
 TEST_CASE("a complete probe claims; a probe of a forgotten entry does nothing") {
@@ -81,8 +82,9 @@ TEST_CASE("a complete probe claims; a probe of a forgotten entry does nothing") 
   f.now += 2000;
   REQUIRE(f.r.Evaluate().probe.size() == 1);
   bool gave_up = true;
-  CHECK(f.r.OnProbed("m.npy", Status::Ok(), &gave_up) == Readiness::AfterProbe::kClaim);
+  CHECK(f.r.OnProbed("m.npy", Status::Ok(), &gave_up) == Readiness::AfterProbe::kClaimable);
   CHECK_FALSE(gave_up);
+  CHECK(f.r.Evaluate().claim == Names{"m.npy"});
   CHECK(f.r.OnProbed("gone.npy", Status::Ok(), &gave_up) == Readiness::AfterProbe::kGone);
 }
 
@@ -140,6 +142,59 @@ TEST_CASE("an entry moved out loses its rename-in shortcut") {
   f.r.OnEntryEvent("m.npz", false, true);
   f.Scan({Fixture::File("m.npz", 1)});
   CHECK(f.r.Evaluate().claim.empty());
+}
+
+TEST_CASE("a bundle found at start is claimed before one renamed in after it") {
+  Fixture f;
+  f.Scan({Fixture::File("a.npz", 1)});  // the first scan: arrived while the daemon was down
+  f.now += 500;
+  f.r.OnEntryEvent("b.npz", /*moved_in=*/true, /*moved_out=*/false);
+  f.Scan({Fixture::File("a.npz", 1), Fixture::File("b.npz", 2)});
+  auto due = f.r.Evaluate();
+  CHECK(due.claim.empty());  // b waits for a, at most settle and a probe
+  CHECK(due.next_in_ms == 1500);
+  f.now += 1500;
+  due = f.r.Evaluate();
+  CHECK(due.probe == Names{"a.npz"});
+  CHECK(due.claim.empty());  // still waiting: a's probe runs
+  bool gave_up = false;
+  REQUIRE(f.r.OnProbed("a.npz", Status::Ok(), &gave_up) == Readiness::AfterProbe::kClaimable);
+  CHECK(f.r.Evaluate().claim == Names{"a.npz", "b.npz"});
+}
+
+TEST_CASE("bundles probed together are claimed in arrival order, whatever order probes end") {
+  Fixture f;
+  f.Scan({Fixture::File("big.npz", 1, 100), Fixture::File("small.npz", 1, 200)});
+  f.now += 2000;
+  REQUIRE(f.r.Evaluate().probe == Names{"big.npz", "small.npz"});
+  bool gave_up = false;
+  REQUIRE(f.r.OnProbed("small.npz", Status::Ok(), &gave_up) == Readiness::AfterProbe::kClaimable);
+  CHECK(f.r.Evaluate().claim.empty());  // big.npz came first and is still being opened
+  REQUIRE(f.r.OnProbed("big.npz", Status::Ok(), &gave_up) == Readiness::AfterProbe::kClaimable);
+  CHECK(f.r.Evaluate().claim == Names{"big.npz", "small.npz"});
+}
+
+TEST_CASE("a bundle still being written holds nothing back") {
+  Fixture f;
+  f.Scan({Fixture::File("slow.npz", 1, 100)});
+  f.now += 100;
+  f.Scan({Fixture::File("slow.npz", 2, 100)});  // it grows
+  f.r.OnEntryEvent("fast.npz", /*moved_in=*/true, /*moved_out=*/false);
+  f.Scan({Fixture::File("slow.npz", 2, 100), Fixture::File("fast.npz", 1, 300)});
+  CHECK(f.r.Evaluate().claim == Names{"fast.npz"});
+}
+
+TEST_CASE("an earlier bundle found incomplete by its probe holds nothing back") {
+  Fixture f;
+  f.Scan({Fixture::File("half.npz", 1, 100)});
+  f.now += 2000;
+  REQUIRE(f.r.Evaluate().probe == Names{"half.npz"});
+  bool gave_up = false;
+  REQUIRE(f.r.OnProbed("half.npz", Status::Incomplete("no central directory"), &gave_up) ==
+          Readiness::AfterProbe::kWait);
+  f.r.OnEntryEvent("next.npz", /*moved_in=*/true, /*moved_out=*/false);
+  f.Scan({Fixture::File("half.npz", 1, 100), Fixture::File("next.npz", 1, 300)});
+  CHECK(f.r.Evaluate().claim == Names{"next.npz"});
 }
 
 }  // namespace

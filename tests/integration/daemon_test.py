@@ -1495,6 +1495,44 @@ def drop_folder_recreated():
         d.stop()
 
 
+@check("33 arrival order holds: a bundle found at start publishes before one renamed in after "
+       "it, and bundles opened together are claimed in arrival order")
+def arrival_order():
+    with Env("order") as env:
+        w = env.watch(model="m", settle="1s")
+        first = U.npz_bytes(331)
+        w.drop_by_rename("A.npz", first)           # dropped while no daemon runs
+        d = env.start()
+        d.wait_log(r"watching\W*" + re.escape(w.drop), 5)
+        time.sleep(0.2)
+        second = U.npz_bytes(332)
+        w.drop_by_rename("B.npz", second)          # later, by rename: taken at once before
+        wait_published(d, w, "m", 2, done="B.npz", timeout=15)
+        check_source(d, w, "m", 1, sha256_bytes(first))
+        check_source(d, w, "m", 2, sha256_bytes(second))
+        d.stop()
+    with Env("order2") as env:
+        w = env.watch(model="m", settle="200ms", keep_versions=10)
+        with open(U.big_bundle(32), "rb") as f:
+            big = f.read()
+        names = []
+        for i in range(6):                         # big and small alternate: probes end out of order
+            name = f"{i:02d}.npz"
+            w.drop_by_rename(name, big if i % 2 == 0 else U.npz_bytes(340 + i))
+            names.append(name)
+            time.sleep(0.01)
+        d = env.start()
+        d.wait(lambda: len(w.done()) == 6, 60, "all six bundles in done/")
+        # Claim ids sort in claim order (log lines come in whatever order
+        # the claims' workers end).
+        claims = sorted((m.group(1), m.group(2)) for ln in d.log_lines()
+                        for m in [re.search(r"claimed \S+/processing/(\S+)/(\d\d\.npz)$", ln)]
+                        if m)
+        order = [name for _, name in claims]
+        d.check(order == names, f"claimed in order {order}, dropped as {names}")
+        d.stop()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--binary", required=True)
