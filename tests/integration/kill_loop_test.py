@@ -2,7 +2,7 @@
 """Crash-loop test: the real `weightdrop run` daemon killed (-9) at random points.
 
 Usage: /usr/bin/python3 kill_loop_test.py --binary PATH [--kills N] [--seed S]
-                                          [--strict-order] [--keep] [-v]
+                                          [--lenient-order] [--keep] [-v]
 
 Three watches (three models in two serve roots) get bundles of a few KB to
 ~48 MB, dropped by rename (hard links of a pool of large bundles, fresh small
@@ -15,8 +15,8 @@ published twice (docs/operations.md §8, "Crash"): every bundle in done/ with
 its bytes intact, nothing in processing/, failed/, the drop folders or
 serve/.staging, each model's pointers whole and `weightdrop verify` happy,
 its versions the bundles in claim order (repeats unchanged) and current the
-last one claimed. Bundles claimed out of drop order are a note (known daemon
-bugs, order_problems), a failure with --strict-order.
+last one claimed. Bundles claimed out of drop order fail too (the daemon
+claims in arrival order; --lenient-order makes that a note).
 
 Everything random comes from --seed (printed first): re-run with the same
 seed to get the same bundles, drops and sleep lengths (the kill points still
@@ -369,9 +369,9 @@ def kill_loop():
                 "\n      ".join(failures))
         if known:
             msg = (f"{sum(1 for k in known if ' claimed after ' in k)} pairs of bundles "
-                   f"claimed out of drop order (known daemon bugs, see order_problems):\n  " +
+                   f"claimed out of drop order (see order_problems):\n  " +
                    "\n  ".join(k[:1500] for k in known))
-            d.check(not ARGS.strict_order, msg)
+            d.check(ARGS.lenient_order, msg)
             note(msg)
 
 
@@ -502,13 +502,12 @@ def order_problems(model, dropped, src, v, versions_of, events, order):
     current the last one claimed: anything else fails.
 
     Drop order is what docs/configuration.md promises ("one model always
-    publishes one bundle at a time, in arrival order"), but the daemon does
-    not claim in drop order in two cases, both reproduced without any kill
-    (see the test's report): (1) a bundle found by the start-up scan waits
-    `settle` and a probe, while one renamed in after the daemon began
-    watching is claimed at once; (2) bundles probed together are claimed in
-    the order their probes finish. So an inversion of drop order by the
-    claims is "known": a note, or a failure with --strict-order."""
+    publishes one bundle at a time, in arrival order"). Two ways the daemon
+    once broke it, found by this test: (1) a bundle found by the start-up
+    scan waited `settle` and a probe while one renamed in after it was
+    claimed at once; (2) bundles probed together were claimed in the order
+    their probes ended (both fixed; readiness_test and daemon_test 33). An
+    inversion is returned in `known`: a failure unless --lenient-order."""
     by_name = {x.name: x for x in dropped}
     claim_id = {}
     claim_run = {}
@@ -574,8 +573,8 @@ def main():
     ap.add_argument("--kills", type=int, default=KILLS, help=f"rounds (default {KILLS})")
     ap.add_argument("--seed", type=int, default=SEED, help=f"random seed (default {SEED})")
     ap.add_argument("--keep", action="store_true", help="keep the temp folder")
-    ap.add_argument("--strict-order", action="store_true",
-                    help="also fail when bundles were claimed out of drop order (known bugs)")
+    ap.add_argument("--lenient-order", action="store_true",
+                    help="only note bundles claimed out of drop order, do not fail")
     ap.add_argument("-v", "--verbose", action="store_true", help="a line per round")
     ARGS = ap.parse_args()
     U.BINARY = os.path.abspath(ARGS.binary)
