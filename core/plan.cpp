@@ -22,15 +22,19 @@ bool MatchesEverything(const std::string& pattern, const std::vector<WeightEntry
 }
 
 // Weight `name` is matched by quantize patterns of two dtypes. When one of
-// them is a catch-all, the fallthrough is what was meant.
+// them is a catch-all, the fallthrough is what was meant (unless another
+// dtype already is the fallthrough: the hint would replace it).
 Status QuantConflict(const std::string& name, QuantDtype a, const std::string& pa, QuantDtype b,
-                     const std::string& pb, const std::vector<WeightEntry>& ws) {
+                     const std::string& pb, const QuantizeMap& map,
+                     const std::vector<WeightEntry>& ws) {
   std::string m = "weight '" + name + "' is matched by quantize." + QuantDtypeName(a) +
                   " pattern '" + pa + "' and by quantize." + QuantDtypeName(b) + " pattern '" + pb +
                   "'; a weight takes one quantization";
   const bool b_all = MatchesEverything(pb, ws);
-  if (b_all || MatchesEverything(pa, ws)) {
-    const std::string rest = QuantDtypeName(b_all ? b : a);
+  const QuantDtype all = b_all ? b : MatchesEverything(pa, ws) ? a : QuantDtype::kNone;
+  if (all != QuantDtype::kNone &&
+      (map.fallthrough == QuantDtype::kNone || map.fallthrough == all)) {
+    const std::string rest = QuantDtypeName(all);
     m += ". For every weight no other pattern matches, use the fallthrough instead of '" +
          (b_all ? pb : pa) + "': --quantize-rest " + rest + " on the command line, `" + rest +
          ": true` under quantize in YAML";
@@ -47,7 +51,7 @@ Result<QuantDtype> QuantFor(const QuantizeMap& map, const std::string& name,
     for (const auto& p : patterns) {
       if (!MatchesPattern(p, name)) continue;
       if (found != QuantDtype::kNone && found != dtype) {
-        return QuantConflict(name, found, found_pattern, dtype, p, ws);
+        return QuantConflict(name, found, found_pattern, dtype, p, map, ws);
       }
       found = dtype;
       found_pattern = p;

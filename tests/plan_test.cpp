@@ -278,8 +278,13 @@ TEST_CASE("a catch-all quantize pattern in a conflict suggests the fallthrough")
   REQUIRE_FALSE(p.ok());
   CHECK(p.status().message().find("instead of '[ds]*': --quantize-rest uint16") !=
         std::string::npos);
-  // Two narrow patterns: no such hint.
+  // Two narrow patterns, or another dtype already the fallthrough: no such hint.
   o.quantize.patterns = {{QuantDtype::kUint8, {"*/kernel"}}, {QuantDtype::kFloat16, {"dense/*"}}};
+  p = MakePlan(*b, o);
+  REQUIRE_FALSE(p.ok());
+  CHECK(p.status().message().find("--quantize-rest") == std::string::npos);
+  o.quantize.patterns = {{QuantDtype::kUint8, {"*/kernel"}}, {QuantDtype::kFloat16, {"*"}}};
+  o.quantize.fallthrough = QuantDtype::kUint16;
   p = MakePlan(*b, o);
   REQUIRE_FALSE(p.ok());
   CHECK(p.status().message().find("--quantize-rest") == std::string::npos);
