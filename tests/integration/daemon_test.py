@@ -1533,6 +1533,24 @@ def arrival_order():
         d.stop()
 
 
+@check("34 a quantize pattern that matches no weight: logged at warning; with strict_patterns "
+       "the bundle goes to failed/ naming the pattern")
+def unmatched_patterns():
+    with Env("patterns") as env:
+        loose = env.watch("loose", quantize={"uint8": ["*/kernal"]})
+        strict = env.watch("strict", quantize={"uint8": ["*/kernal"]}, strict_patterns=True)
+        d = env.start()
+        loose.drop_by_rename("a.npz", U.npz_bytes(341))
+        wait_published(d, loose, "a", done="a.npz")
+        d.wait_log(r"warn.*\*/kernal.*matched no weight", 5)
+        strict.drop_by_rename("b.npz", U.npz_bytes(342))
+        d.wait(lambda: "b.npz" in strict.failed(), 10, "b.npz in failed/")
+        text = read_text(strict.sub("failed", "b.npz.error.txt"))
+        d.check("*/kernal" in text, f"error.txt does not name the pattern: {text!r}")
+        d.check(strict.current("b") is None, "strict watch published b")
+        d.stop()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--binary", required=True)
