@@ -43,7 +43,7 @@ void PublishPool::Submit(const char* doing, std::string subject, std::function<v
   if (threads_.empty()) Grow(1);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    todo_.push_back(
+    queued_.push_back(
         Task{doing, std::move(subject), std::move(work), std::move(done), Status::Ok()});
   }
   cv_.notify_one();
@@ -55,10 +55,10 @@ void PublishPool::ThreadMain() {
     Task task;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [this] { return quit_ || !todo_.empty(); });
-      if (todo_.empty()) return;  // quitting, nothing left
-      task = std::move(todo_.front());
-      todo_.pop_front();
+      cv_.wait(lock, [this] { return quit_ || !queued_.empty(); });
+      if (queued_.empty()) return;  // quitting, nothing left
+      task = std::move(queued_.front());
+      queued_.pop_front();
     }
     task.fault = CatchInternal(task.doing, task.subject, [&task] {
       if (task.work) task.work();

@@ -53,7 +53,7 @@ class PublishPool {
   uv_async_t* async_;  // guarded by mu_ once threads run
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Task> todo_;      // guarded by mu_
+  std::deque<Task> queued_;    // guarded by mu_
   std::deque<Task> finished_;  // guarded by mu_
   bool quit_ = false;          // guarded by mu_
   std::vector<std::thread> threads_;
