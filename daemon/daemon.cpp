@@ -85,8 +85,10 @@ struct Watch {
   WatchConfig cfg;
   Readiness readiness;
   int root_wd = -1;
-  bool ready = false;      // start-up recovery done, watching
-  bool attempted = false;  // recovery ran at least once (ready or not)
+  bool absent = false;             // the drop folder is gone (removed or moved away)
+  int64_t layout_missing_ms = -1;  // when a scan first found .weightdrop/ missing
+  bool ready = false;              // start-up recovery done, watching
+  bool attempted = false;          // recovery ran at least once (ready or not)
   bool scanning = false;
   bool scan_again = false;
   int64_t scan_started_ms = 0;  // of the scan running now
@@ -111,6 +113,11 @@ struct WdTarget {
 };
 
 constexpr int64_t kScanDebounceMs = 20;
+
+// How long .weightdrop/ must stay missing from a drop folder that was not
+// removed before a scan restores it: an `rm -rf` of the drop folder deletes
+// .weightdrop/ first, and restoring it then would make the rm fail.
+constexpr int64_t kLayoutRestoreGraceMs = 1000;
 
 class Daemon {
  public:
@@ -144,7 +151,8 @@ class Daemon {
   void ScheduleScan(Watch* w, int64_t delay_ms = kScanDebounceMs);
   void MaybePrune(Watch* w);
   void Scan(Watch* w);
-  void OnScanned(uint64_t id, Result<std::vector<DropEntry>> r);
+  struct ScanOutcome;
+  void OnScanned(uint64_t id, ScanOutcome o);
   void WatchSubdirs(Watch* w, const std::string& entry, const std::vector<std::string>& subdirs);
   void Unwatch(Watch* w, const std::string& entry);
   void Evaluate(Watch* w);
@@ -472,6 +480,7 @@ void Daemon::OnInotify(const InotifyWatcher::Event& e) {
       inotify_->Remove(e.wd);
       wds_.erase(it);
       w->root_wd = -1;
+      w->absent = true;
       return;
     }
     if (e.name.empty() || e.name == ".weightdrop") return;
@@ -505,7 +514,7 @@ void Daemon::MaybePrune(Watch* w) {
   }
   const int64_t every = std::clamp<int64_t>(age / 10, 1000, 3600 * 1000);
   const int64_t now = SteadyMs();
-  if (w->pruning || now - w->last_prune_ms < every) return;
+  if (w->absent || w->pruning || now - w->last_prune_ms < every) return;
   w->pruning = true;
   w->last_prune_ms = now;
   auto removed = std::make_shared<std::vector<std::string>>();
@@ -513,6 +522,9 @@ void Daemon::MaybePrune(Watch* w) {
       loop_, "pruning the archives of", c.drop,
       [cfg = c, removed] {
         const int64_t now_ms = UnixSeconds() * 1000;
+        std::error_code ec;
+        if (!std::filesystem::is_directory(cfg.drop + "/.weightdrop", ec))
+          return;  // gone: a scan says so
         for (const auto& [kind, keep] :
              {std::pair{"done", cfg.keep_done}, std::pair{"failed", cfg.keep_failed}}) {
           auto r = PruneArchive(cfg.drop, kind, keep, now_ms);
@@ -531,39 +543,77 @@ void Daemon::MaybePrune(Watch* w) {
       });
 }
 
+// What a scan found: the entries, or why there are none. A drop folder that
+// is absent, or whose .weightdrop/ is missing for less than the grace, is
+// not an error to log on every rescan: the first is logged once, the second
+// is rescanned after the grace.
+struct Daemon::ScanOutcome {
+  Result<std::vector<DropEntry>> entries = Status::Environment("not scanned");
+  bool absent = false;
+  bool layout_missing = false;
+};
+
 void Daemon::Scan(Watch* w) {
   if (stopping_ || w->scanning) return;
   w->scanning = true;
   w->scan_started_ms = SteadyMs();
   const std::string drop = w->cfg.drop;
-  auto out = std::make_shared<Result<std::vector<DropEntry>>>(Status::Environment("not scanned"));
+  // A drop folder made anew lacks .weightdrop/, without which no claim can
+  // succeed: restore it. The drop folder itself is never recreated.
+  const bool may_restore =
+      w->root_wd < 0 || (w->layout_missing_ms >= 0 &&
+                         w->scan_started_ms - w->layout_missing_ms >= kLayoutRestoreGraceMs);
+  auto out = std::make_shared<ScanOutcome>();
   RunOnWorker(
       loop_, "scanning", drop,
-      [drop, out] {
-        // A drop folder removed and made again lacks .weightdrop/: without
-        // it no claim could succeed. The folder itself is never recreated.
+      [drop, out, may_restore] {
         std::error_code ec;
-        if (std::filesystem::is_directory(drop, ec) &&
-            !std::filesystem::is_directory(drop + "/.weightdrop/processing", ec)) {
+        if (!std::filesystem::is_directory(drop, ec)) {
+          out->absent = true;
+          return;
+        }
+        if (!std::filesystem::is_directory(drop + "/.weightdrop/processing", ec)) {
+          if (!may_restore) {
+            out->layout_missing = true;
+            return;
+          }
           if (Status st = EnsureDropLayout(drop); !st.ok()) {
-            *out = st;
+            out->entries = st;
+            out->absent = !std::filesystem::is_directory(drop, ec);
             return;
           }
           spdlog::info("{}: restored .weightdrop/ (the folder was made anew)", drop);
         }
-        *out = ScanDrop(drop);
+        out->entries = ScanDrop(drop);
+        if (!out->entries.ok()) out->absent = !std::filesystem::is_directory(drop, ec);
       },
       [this, id = w->id, out](const Status& fault) {
-        if (!fault.ok()) *out = fault;
+        if (!fault.ok())
+          *out = ScanOutcome{.entries = fault, .absent = false, .layout_missing = false};
         OnScanned(id, std::move(*out));
       });
 }
 
-void Daemon::OnScanned(uint64_t id, Result<std::vector<DropEntry>> r) {
+void Daemon::OnScanned(uint64_t id, ScanOutcome o) {
   Watch* w = FindWatch(id);
   if (w == nullptr) return;
   w->scanning = false;
   if (!w->ready || stopping_) return;
+  if (o.absent) {
+    if (!w->absent) {
+      spdlog::error("drop folder {} does not exist; watching for it to come back", w->cfg.drop);
+      w->absent = true;
+    }
+    return;
+  }
+  w->absent = false;
+  if (o.layout_missing) {
+    if (w->layout_missing_ms < 0) w->layout_missing_ms = w->scan_started_ms;
+    ScheduleScan(w, kLayoutRestoreGraceMs);
+    return;
+  }
+  w->layout_missing_ms = -1;
+  Result<std::vector<DropEntry>>& r = o.entries;
   if (!r.ok()) {
     spdlog::error("cannot scan {}: {}", w->cfg.drop, r.status().message());
     return;

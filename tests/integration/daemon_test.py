@@ -1473,6 +1473,8 @@ def drop_folder_recreated():
         d = env.start()
         w.drop_by_rename("a.npz", U.npz_bytes(321))
         wait_published(d, w, "a", done="a.npz")
+        # rm -rf deletes .weightdrop/ before the folder: a scan in between
+        # must not restore it, or the rm fails with ENOTEMPTY.
         shutil.rmtree(w.drop)
         d.wait_log(r"was removed or moved", 5)
         os.mkdir(w.drop)
@@ -1490,8 +1492,9 @@ def drop_folder_recreated():
         time.sleep(1.5)
         d.check(w.current("x") is None and os.path.exists(os.path.join(moved, "x.npz")),
                 "a bundle dropped into the moved-away folder was taken")
-        d.check(not any(re.search(r"cannot create .*processing", ln) for ln in d.log_lines()),
-                "a claim failed for lack of .weightdrop/processing")
+        noise = [ln for ln in d.log_lines()
+                 if re.search(r"cannot create .*processing|cannot scan|cannot prune", ln)]
+        d.check(not noise, f"errors logged while the folder was away: {noise}")
         d.stop()
 
 
