@@ -25,6 +25,20 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+# A real S3 for the S3 publish-target tests (scripts/rgw.sh: one ceph-mon,
+# one memstore ceph-osd, radosgw on 127.0.0.1) and rclone for the S3
+# benchmark. Without recommends: those pull in ceph-mgr and friends.
+s3pkgs=(radosgw ceph-mon ceph-osd rclone)
+s3missing=()
+for p in "${s3pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || s3missing+=("$p")
+done
+if [ "${#s3missing[@]}" -gt 0 ]; then
+  echo "== installing: ${s3missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "${s3missing[@]}" >/dev/null
+fi
 if [ ! -d tests/tfjs/node_modules/@tensorflow/tfjs-converter ]; then
   echo "== npm ci (tests/tfjs: pinned @tensorflow/tfjs-core, tfjs-backend-cpu, tfjs-converter)"
   (cd tests/tfjs && npm ci --no-audit --no-fund --loglevel=error)
