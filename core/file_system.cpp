@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -292,6 +293,48 @@ std::string RandomHexSuffix() {
 // and syncs the folder (LevelDB SetCurrentFile, Redis rdbSave). The
 // temporary is removed on any failure, so `path` is either the old or the
 // new contents, never a mix.
+namespace {
+class FlockLock : public FileLock {
+ public:
+  explicit FlockLock(int fd) : fd_(fd) {}
+  ~FlockLock() override { ::close(fd_); }
+  FlockLock(const FlockLock&) = delete;
+  FlockLock& operator=(const FlockLock&) = delete;
+
+ private:
+  int fd_;
+};
+}  // namespace
+
+Result<std::unique_ptr<FileLock>> FileSystem::LockFile(const std::string& path, bool wait) {
+  constexpr int kMaxAttempts = 100;
+  for (int attempt = 0;; ++attempt) {
+    int fd;
+    do {
+      fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) return ErrnoStatus("open lock file " + path, errno);
+    int rc;
+    do {
+      rc = ::flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB));
+    } while (rc != 0 && errno == EINTR);
+    if (rc != 0) {
+      const int err = errno;
+      ::close(fd);
+      if (!wait && err == EWOULDBLOCK) return std::unique_ptr<FileLock>();
+      return ErrnoStatus("lock " + path, err);
+    }
+    struct stat held, now;
+    const bool same = ::fstat(fd, &held) == 0 && ::stat(path.c_str(), &now) == 0 &&
+                      held.st_dev == now.st_dev && held.st_ino == now.st_ino;
+    if (same) return std::unique_ptr<FileLock>(new FlockLock(fd));
+    ::close(fd);
+    if (!wait || attempt >= kMaxAttempts) {
+      return ErrnoStatus(path + ": the lock file was replaced while waiting for it", ENOENT);
+    }
+  }
+}
+
 Status FileSystem::WriteFileAtomically(const std::string& path, const std::string& contents) {
   const size_t slash = path.rfind('/');
   const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);

@@ -26,6 +26,13 @@ class WritableFile {
   virtual Status Close() = 0;  // idempotent; the destructor closes too
 };
 
+// An exclusive lock held on a file; released when destroyed (or by the
+// kernel when the process dies).
+class FileLock {
+ public:
+  virtual ~FileLock() = default;
+};
+
 class FileSystem {
  public:
   virtual ~FileSystem() = default;
@@ -44,6 +51,12 @@ class FileSystem {
   virtual Result<std::vector<std::string>> ListDir(const std::string& path) = 0;
   virtual bool Exists(const std::string& path) = 0;       // lstat succeeds
   virtual bool IsDirectory(const std::string& path) = 0;  // lstat: a real folder
+  // An exclusive flock on the file at `path`, created (0644) if missing but
+  // never through a symlink. Waits for it when `wait`; otherwise yields
+  // nullptr while another holds it. The lock is of the file still at `path`
+  // once held: one unlinked or replaced meanwhile is locked anew (with
+  // `wait`) or reported. A missing folder is an ENOENT error.
+  virtual Result<std::unique_ptr<FileLock>> LockFile(const std::string& path, bool wait);
 };
 
 // The real POSIX file system.

@@ -1,8 +1,8 @@
 #include "core/inspector.h"
 
 #include "core/bundle.h"
+#include "core/byte_sink.h"
 #include "core/plan.h"
-#include "core/shard_writer.h"
 #include "core/weight_encoder.h"
 
 namespace wd {

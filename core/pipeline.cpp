@@ -93,9 +93,9 @@ class BundleDigestTask {
 // The bundle digest, hashed now, when the current version may come from
 // this very bundle (same settings digest and fingerprint): the publisher can
 // then say "unchanged" before anything is staged or encoded. "" otherwise.
-Result<std::string> DigestIfMaybeCurrent(const Bundle& bundle, Publisher& publisher,
+Result<std::string> DigestIfMaybeCurrent(const Bundle& bundle, VersionStore& store,
                                          const PublishRequest& req) {
-  const auto current = publisher.CurrentSource(req.serve_root, req.model);
+  const auto current = store.CurrentSource(req.model);
   if (!current || current->config_digest != req.config_digest || current->fingerprint.empty() ||
       current->fingerprint != req.source_fingerprint) {
     return std::string();
@@ -115,8 +115,8 @@ std::vector<WeightRead> PlanReads(const Plan& plan) {
   return reads;
 }
 
-Result<StagedContent> WriteShards(const Bundle& bundle, const Plan& plan, FileSystem& fs,
-                                  const std::string& dir, const ProgressFn& progress,
+Result<StagedContent> WriteShards(const Bundle& bundle, const Plan& plan, StagingArea& area,
+                                  const ProgressFn& progress,
                                   const std::function<bool()>& cancelled, WeightStream* stream) {
   StagedContent out;
   Progress p;
@@ -133,7 +133,7 @@ Result<StagedContent> WriteShards(const Bundle& bundle, const Plan& plan, FileSy
   }
   for (const auto& g : plan.groups) {
     ManifestGroup mg;
-    ShardWriter writer(fs, dir, g);
+    ShardWriter writer(area, g);
     ProgressSink sink(writer, p, progress, cancelled);
     for (const PlannedWeight& pw : g.weights) {
       const WeightEntry& w = bundle.weights()[pw.entry];
@@ -271,7 +271,7 @@ std::string DefaultModelName(const std::string& bundle_path) {
 }
 
 Result<BundlePublish> PublishBundle(const std::string& path, const PublishSettings& settings,
-                                    FileSystem& fs, const ProgressFn& progress) {
+                                    VersionStore& store, const ProgressFn& progress) {
   WD_RETURN_IF_ERROR(ValidateModelName(settings.model));
   // Faults met reading the bundle are about it, not the serve side.
   auto bundle_or = Bundle::Open(path);
@@ -286,7 +286,7 @@ Result<BundlePublish> PublishBundle(const std::string& path, const PublishSettin
   Result<std::string> fingerprint = BundleFingerprint(*bundle);
   if (!fingerprint.ok()) return OnBundleSide(fingerprint.status());
   PublishRequest req{
-      .serve_root = settings.serve_root,
+      .serve_root = "",  // the store's
       .model = settings.model,
       .keep_versions = settings.keep_versions,
       .source_path = settings.source_path.empty()
@@ -297,10 +297,9 @@ Result<BundlePublish> PublishBundle(const std::string& path, const PublishSettin
       .config_digest = Sha256Hex(CanonicalOptions(settings.options)),
       .settings = OptionsToJson(settings.options),
       .skip_if_unchanged = settings.skip_if_unchanged};
-  Publisher publisher(fs);
-  WD_RETURN_IF_ERROR(publisher.RemoveLeftoverStaging(settings.serve_root));
+  WD_RETURN_IF_ERROR(store.RemoveLeftovers());
   if (settings.skip_if_unchanged) {
-    WD_ASSIGN_OR_RETURN(req.source_sha256, DigestIfMaybeCurrent(*bundle, publisher, req));
+    WD_ASSIGN_OR_RETURN(req.source_sha256, DigestIfMaybeCurrent(*bundle, store, req));
   }
   // Otherwise the bundle digest runs on its own thread while the shards are
   // encoded: on two cores hashing the input costs no wall time. Once it is
@@ -312,20 +311,20 @@ Result<BundlePublish> PublishBundle(const std::string& path, const PublishSettin
     // Reading starts now too, while the publisher sets up staging.
     stream.emplace(*bundle, PlanReads(plan), /*threaded=*/true);
   }
-  auto produce = [&](const std::string& dir) -> Result<StagedContent> {
+  auto produce = [&](StagingArea& area) -> Result<StagedContent> {
     if (!digest) {  // the digest is known and is not the current version's
       stream.emplace(*bundle, PlanReads(plan), /*threaded=*/true);
       WD_ASSIGN_OR_RETURN(StagedContent staged,
-                          WriteShards(*bundle, plan, fs, dir, progress, nullptr, &*stream));
+                          WriteShards(*bundle, plan, area, progress, nullptr, &*stream));
       staged.model_json = *model_json;
       return staged;
     }
-    const auto current = publisher.CurrentSource(settings.serve_root, settings.model);
+    const auto current = store.CurrentSource(settings.model);
     auto same = [&] {
       return settings.skip_if_unchanged && current && current->config_digest == req.config_digest &&
              digest->Matches(current->sha256);
     };
-    Result<StagedContent> staged = WriteShards(*bundle, plan, fs, dir, progress, same, &*stream);
+    Result<StagedContent> staged = WriteShards(*bundle, plan, area, progress, same, &*stream);
     Result<std::string> sha_or = digest->Wait();
     if (!sha_or.ok()) return OnBundleSide(sha_or.status());
     const std::string sha = *sha_or;
@@ -340,7 +339,7 @@ Result<BundlePublish> PublishBundle(const std::string& path, const PublishSettin
     staged->model_json = *model_json;
     return staged;
   };
-  WD_ASSIGN_OR_RETURN(PublishResult r, publisher.Publish(req, produce));
+  WD_ASSIGN_OR_RETURN(PublishResult r, store.Publish(req, produce));
   // Reported whatever the outcome, "unchanged" included.
   std::vector<std::string> unused;
   for (const UnusedPattern& u : plan.unused_patterns) unused.push_back(UnusedPatternMessage(u));

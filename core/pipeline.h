@@ -1,6 +1,7 @@
 // Pipeline: the one path from a bundle on disk to a published version —
-// open, plan, encode into shards in a staging folder, hand to the Publisher.
-// The CLI's publish and (later) the daemon's workers both call PublishBundle.
+// open, plan, encode into the shards of a VersionStore's staging area, and
+// have the store commit them. The CLI's publish and the daemon's workers
+// both call PublishBundle.
 #pragma once
 
 #include <cstdint>
@@ -12,8 +13,10 @@
 #include "core/file_system.h"
 #include "core/pipeline_options.h"
 #include "core/plan.h"
-#include "core/publisher.h"
+#include "core/staged_content.h"
+#include "core/staging_area.h"
 #include "core/status.h"
+#include "core/version_store.h"
 #include "core/weight_stream.h"
 
 namespace wd {
@@ -32,13 +35,13 @@ using ProgressFn = std::function<void(const Progress&)>;
 // Every source pass encoding `plan` makes, in order (for a WeightStream).
 std::vector<WeightRead> PlanReads(const Plan& plan);
 
-// Encodes every group of `plan` into shard files in `dir` and returns the
+// Encodes every group of `plan` into shards in `area` and returns the
 // staged content (manifest with plain shard names, shard digests). Stops
 // with a kIncomplete error as soon as `cancelled` (if set) returns true.
 // The source bytes come from `stream` (over PlanReads(plan), not yet read
 // from), or when null from a read-ahead stream of its own.
-Result<StagedContent> WriteShards(const Bundle& bundle, const Plan& plan, FileSystem& fs,
-                                  const std::string& dir, const ProgressFn& progress,
+Result<StagedContent> WriteShards(const Bundle& bundle, const Plan& plan, StagingArea& area,
+                                  const ProgressFn& progress,
                                   const std::function<bool()>& cancelled = nullptr,
                                   WeightStream* stream = nullptr);
 
@@ -53,7 +56,6 @@ Result<std::string> BundleDigest(const Bundle& bundle);
 Result<std::string> BundleFingerprint(const Bundle& bundle);
 
 struct PublishSettings {
-  std::string serve_root;
   std::string model;
   int keep_versions = 3;
   // Publish nothing when the current version came from the same bundle and
@@ -79,7 +81,7 @@ struct BundlePublish {
 // otherwise it is hashed alongside encoding. result.warnings starts with
 // the plan's unused patterns.
 Result<BundlePublish> PublishBundle(const std::string& path, const PublishSettings& settings,
-                                    FileSystem& fs, const ProgressFn& progress);
+                                    VersionStore& store, const ProgressFn& progress);
 
 // The model name a bundle publishes as by default: its file name without
 // .npz/.npy (a folder: its name).

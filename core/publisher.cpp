@@ -1,7 +1,6 @@
 #include "core/publisher.h"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -95,7 +94,7 @@ std::string JoinInts(const std::vector<int>& vs) {
   return out;
 }
 
-// The exclusive flock on S/M/.lock that serialises publish and rollback of
+// The exclusive lock on S/M/.lock that serialises publish and rollback of
 // one model across threads and processes (the CLI next to the daemon).
 // Released when destroyed, or by the kernel if the process dies.
 class ModelLock {
@@ -103,50 +102,27 @@ class ModelLock {
   // Waits for the lock when `wait`; otherwise yields nullptr while another
   // publisher holds it.
   // A failed first publish removes the model folder with its lock file
-  // (RemoveIfUnpublished), so a lock won on a file no longer at `path` is
-  // not the lock: try again (the folder is made anew when `wait`).
-  static Result<std::unique_ptr<ModelLock>> Acquire(const std::string& model_dir, bool wait) {
+  // (RemoveIfUnpublished): with `wait` the folder is made anew.
+  static Result<std::unique_ptr<ModelLock>> Acquire(FileSystem& fs, const std::string& model_dir,
+                                                    bool wait) {
     const std::string path = Join(model_dir, ".lock");
     for (int attempt = 0;; ++attempt) {
-      int fd;
-      do {
-        fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-      } while (fd < 0 && errno == EINTR);
-      if (fd < 0 && errno == ENOENT && wait && attempt < kMaxAttempts) {
-        if (::mkdir(model_dir.c_str(), 0755) != 0 && errno != EEXIST) {
-          return ErrnoStatus("create " + model_dir, errno);
-        }
+      Result<std::unique_ptr<FileLock>> lock = fs.LockFile(path, wait);
+      if (!lock.ok() && lock.status().sys_errno() == ENOENT && wait && attempt < kMaxAttempts) {
+        Status made = fs.MakeDir(model_dir);
+        if (!made.ok() && !fs.IsDirectory(model_dir)) return made;
         continue;
       }
-      if (fd < 0) return ErrnoStatus("open lock file " + path, errno);
-      int rc;
-      do {
-        rc = ::flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB));
-      } while (rc != 0 && errno == EINTR);
-      if (rc != 0) {
-        const int err = errno;
-        ::close(fd);
-        if (!wait && err == EWOULDBLOCK) return std::unique_ptr<ModelLock>();
-        return ErrnoStatus("lock " + path, err);
-      }
-      struct stat held, now;
-      const bool same = ::fstat(fd, &held) == 0 && ::stat(path.c_str(), &now) == 0 &&
-                        held.st_dev == now.st_dev && held.st_ino == now.st_ino;
-      if (same) return std::unique_ptr<ModelLock>(new ModelLock(fd));
-      ::close(fd);
-      if (!wait || attempt >= kMaxAttempts) {
-        return Status::Environment(path + ": the lock file was replaced while waiting for it");
-      }
+      if (!lock.ok()) return lock.status();
+      if (*lock == nullptr) return std::unique_ptr<ModelLock>();
+      return std::unique_ptr<ModelLock>(new ModelLock(std::move(*lock)));
     }
   }
-  ~ModelLock() { ::close(fd_); }
-  ModelLock(const ModelLock&) = delete;
-  ModelLock& operator=(const ModelLock&) = delete;
 
  private:
   static constexpr int kMaxAttempts = 100;
-  explicit ModelLock(int fd) : fd_(fd) {}
-  int fd_;
+  explicit ModelLock(std::unique_ptr<FileLock> lock) : lock_(std::move(lock)) {}
+  std::unique_ptr<FileLock> lock_;
 };
 
 // After a failed publish of a model that had no folder before: remove the
@@ -545,7 +521,7 @@ Status ValidateModelName(const std::string& model) {
 
 Result<PublishResult> Publisher::Publish(
     const PublishRequest& req,
-    const std::function<Result<StagedContent>(const std::string& staging_dir)>& produce) {
+    const std::function<Result<StagedContent>(StagingArea& staging)>& produce) {
   WD_RETURN_IF_ERROR(ValidateModelName(req.model));
   if (req.serve_root.empty()) return Status::Usage("serve root is empty");
   if (req.keep_versions < 1) {
@@ -556,7 +532,7 @@ Result<PublishResult> Publisher::Publish(
   WD_RETURN_IF_ERROR(MakeDirs(fs_, l.root));
   WD_RETURN_IF_ERROR(EnsureOwnDir(fs_, l.staging));
   WD_RETURN_IF_ERROR(EnsureOwnDir(fs_, l.model_dir));
-  WD_ASSIGN_OR_RETURN(std::unique_ptr<ModelLock> lock, ModelLock::Acquire(l.model_dir, true));
+  WD_ASSIGN_OR_RETURN(std::unique_ptr<ModelLock> lock, ModelLock::Acquire(fs_, l.model_dir, true));
   WD_ASSIGN_OR_RETURN(std::vector<int> before, ListVersions(req.serve_root, req.model));
   const bool first = before.empty() && !fs_.Exists(l.In(kManifestFile));
 
@@ -566,7 +542,8 @@ Result<PublishResult> Publisher::Publish(
 
   const std::string staging = l.NewStagingName();
   WD_RETURN_IF_ERROR(fs_.MakeDir(staging));
-  Result<StagedContent> content = produce(staging);
+  FolderStagingArea area(fs_, staging);
+  Result<StagedContent> content = produce(area);
   // A producer that learnt the source digest while it worked (hashing the
   // bundle alongside encoding) gets the unchanged check now.
   PublishRequest effective = req;
@@ -638,7 +615,7 @@ Result<int> Publisher::Rollback(const std::string& serve_root, const std::string
                          " is a model: " + hint);
   }
   if (!fs_.IsDirectory(l.model_dir)) return Status::Usage(l.model_dir + ": no such model folder");
-  WD_ASSIGN_OR_RETURN(std::unique_ptr<ModelLock> lock, ModelLock::Acquire(l.model_dir, true));
+  WD_ASSIGN_OR_RETURN(std::unique_ptr<ModelLock> lock, ModelLock::Acquire(fs_, l.model_dir, true));
   RemoveStalePointerTemps(fs_, l, nullptr);
   WD_ASSIGN_OR_RETURN(std::vector<int> versions, ListVersions(serve_root, model));
   // With an explicit target, rollback also repairs a damaged `current`.
@@ -662,7 +639,8 @@ Status Publisher::RemoveLeftoverStaging(const std::string& serve_root) {
     const std::string model = ModelOfStagingName(name);
     std::unique_ptr<ModelLock> lock;
     if (ValidateModelName(model).ok() && fs_.IsDirectory(Join(root.root, model))) {
-      Result<std::unique_ptr<ModelLock>> held = ModelLock::Acquire(Join(root.root, model), false);
+      Result<std::unique_ptr<ModelLock>> held =
+          ModelLock::Acquire(fs_, Join(root.root, model), false);
       if (held.ok() && *held == nullptr) continue;
       if (held.ok()) lock = std::move(*held);
     }

@@ -171,35 +171,6 @@ void CheckModelJsonFile(const Target& t, const Manifest& m, FileSystem& fs, Veri
   }
 }
 
-// A FileSystem whose files discard their bytes: re-encoding for comparison.
-class DiscardingFileSystem : public FileSystem {
-  class Null : public WritableFile {
-   public:
-    Status Append(const void*, size_t) override { return Status::Ok(); }
-    Status WriteAt(uint64_t, const void*, size_t) override { return Status::Ok(); }
-    Status Sync() override { return Status::Ok(); }
-    Status Close() override { return Status::Ok(); }
-  };
-
- public:
-  Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string&) override {
-    return std::unique_ptr<WritableFile>(new Null);
-  }
-  Status MakeDir(const std::string&) override { return Status::Ok(); }
-  Status SyncDir(const std::string&) override { return Status::Ok(); }
-  Status Rename(const std::string&, const std::string&) override { return Status::Ok(); }
-  Status Symlink(const std::string&, const std::string&) override { return Status::Ok(); }
-  Status Remove(const std::string&) override { return Status::Ok(); }
-  Status RemoveTree(const std::string&) override { return Status::Ok(); }
-  Result<std::string> ReadFile(const std::string& p, uint64_t) override { return Status::Usage(p); }
-  Result<std::string> ReadLink(const std::string& p) override { return Status::Usage(p); }
-  Result<std::vector<std::string>> ListDir(const std::string&) override {
-    return std::vector<std::string>();
-  }
-  bool Exists(const std::string&) override { return false; }
-  bool IsDirectory(const std::string&) override { return false; }
-};
-
 void CheckAgainst(const std::string& bundle_path, const nlohmann::json& record, const Manifest& m,
                   const std::map<std::string, Recorded>& actual, VerifyReport& report) {
   PipelineOptions options;
@@ -212,8 +183,8 @@ void CheckAgainst(const std::string& bundle_path, const nlohmann::json& record, 
   if (!bundle.ok()) return report.problems.push_back(bundle.status().message());
   auto plan = MakePlan(**bundle, options);
   if (!plan.ok()) return report.problems.push_back(plan.status().message());
-  DiscardingFileSystem discard;
-  auto staged = WriteShards(**bundle, *plan, discard, "", nullptr);
+  DiscardingStagingArea discard;
+  auto staged = WriteShards(**bundle, *plan, discard, nullptr);
   if (!staged.ok()) return report.problems.push_back(staged.status().message());
   const std::string version_model = report.version_dir + "/model.json";
   const bool published_model = DefaultFileSystem().Exists(version_model);

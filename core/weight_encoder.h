@@ -7,18 +7,13 @@
 #include <optional>
 
 #include "core/bundle.h"
+#include "core/byte_sink.h"
 #include "core/manifest.h"
 #include "core/plan.h"
 #include "core/status.h"
 #include "core/weight_stream.h"
 
 namespace wd {
-
-class ByteSink {
- public:
-  virtual ~ByteSink() = default;
-  virtual Status Append(const uint8_t* data, size_t n) = 0;
-};
 
 // Quantization error of one weight, as the client will see it.
 struct QuantErrorStats {

@@ -230,8 +230,7 @@ int RunPublish(const std::string& bundle, const std::string& to, std::string mod
   auto options = flags.Resolve();
   if (!options.ok()) return Fail(options.status());
   if (model.empty()) model = DefaultModelName(bundle);
-  PublishSettings settings{.serve_root = to,
-                           .model = model,
+  PublishSettings settings{.model = model,
                            .keep_versions = keep_versions,
                            .skip_if_unchanged = !flags.force,
                            .options = *options,
@@ -239,7 +238,8 @@ int RunPublish(const std::string& bundle, const std::string& to, std::string mod
                            .on_planned = nullptr};
   TerminalLine line;
   const auto start = std::chrono::steady_clock::now();
-  auto r = PublishBundle(bundle, settings, DefaultFileSystem(), TerminalProgress(line));
+  const std::unique_ptr<VersionStore> store = NewLocalStore(DefaultFileSystem(), to);
+  auto r = PublishBundle(bundle, settings, *store, TerminalProgress(line));
   line.Clear();  // before any other output
   if (!r.ok()) return Fail(flags.Explain(r.status()));
   const PublishResult& pr = r->result;
@@ -310,8 +310,7 @@ int RunRollback(const std::string& model_dir, std::optional<int> to) {
   const size_t slash = dir.rfind('/');
   const std::string serve = slash == std::string::npos ? "." : dir.substr(0, slash);
   const std::string model = slash == std::string::npos ? dir : dir.substr(slash + 1);
-  Publisher publisher(DefaultFileSystem());
-  auto r = publisher.Rollback(serve.empty() ? "/" : serve, model, to);
+  auto r = NewLocalStore(DefaultFileSystem(), serve.empty() ? "/" : serve)->Rollback(model, to);
   if (!r.ok()) return Fail(r.status());
   std::cout << dir << "/" << *r << "\n";
   return kExitOk;

@@ -150,6 +150,9 @@ class Daemon {
   void OnInotify(const InotifyWatcher::Event& e);
   void ScheduleScan(Watch* w, int64_t delay_ms = kScanDebounceMs);
   void MaybePrune(Watch* w);
+  // The store of a watch's serve target, one per target for the daemon's
+  // life (connections and counters are kept across publishes).
+  std::shared_ptr<VersionStore> StoreFor(const WatchConfig& cfg);
   void Scan(Watch* w);
   struct ScanOutcome;
   void OnScanned(uint64_t id, ScanOutcome o);
@@ -190,6 +193,7 @@ class Daemon {
   PublishPool pool_;
   std::unique_ptr<InotifyWatcher> inotify_;
   std::map<uint64_t, std::unique_ptr<Watch>> watches_;
+  std::map<std::string, std::shared_ptr<VersionStore>> stores_;  // by serve target
   uint64_t next_watch_id_ = 1;
   std::map<int, WdTarget> wds_;
   ModelQueues queues_;
@@ -353,7 +357,7 @@ void Daemon::Recover(uint64_t id) {
           std::filesystem::create_directories(wc.serve, ec);
           if (ec) st = ErrnoStatus("cannot create " + wc.serve, ec.value());
         }
-        if (st.ok()) st = Publisher(DefaultFileSystem()).RemoveLeftoverStaging(wc.serve);
+        if (st.ok()) st = NewLocalStore(DefaultFileSystem(), wc.serve)->RemoveLeftovers();
         if (st.ok()) {
           auto p = ListProcessing(wc.drop);
           if (p.ok())
@@ -401,6 +405,7 @@ void Daemon::OnWatchRecovered(uint64_t id, Status st, std::vector<Recovered> fou
             .model = model.ok() ? *model : "",
             .pre_error = r.poison,
             .crash_key = r.crash_key,
+            .store = StoreFor(w->cfg),
             .attempts = 0,
             .recovered = true,
             .progress = std::make_shared<PublishProgress>()};
@@ -506,6 +511,12 @@ void Daemon::ScheduleScan(Watch* w, int64_t delay_ms) {
 // Applies keep_done / keep_failed on a worker, from the rescan timer: at
 // most every tenth of the shorter age (between 1 s and 1 h), so a large
 // archive is not listed every few seconds.
+std::shared_ptr<VersionStore> Daemon::StoreFor(const WatchConfig& cfg) {
+  std::shared_ptr<VersionStore>& store = stores_[cfg.serve];
+  if (!store) store = NewLocalStore(DefaultFileSystem(), cfg.serve);
+  return store;
+}
+
 void Daemon::MaybePrune(Watch* w) {
   const WatchConfig& c = w->cfg;
   int64_t age = 3600 * 1000;
@@ -773,6 +784,7 @@ void Daemon::OnClaimed(uint64_t id, const WatchConfig& cfg, const std::string& n
                 .model = model.ok() ? *model : "",
                 .pre_error = model.ok() ? Status::Ok() : Status::Config(model.status().message()),
                 .crash_key = "",
+                .store = StoreFor(cfg),
                 .attempts = 0,
                 .recovered = false,
                 .progress = std::make_shared<PublishProgress>()});

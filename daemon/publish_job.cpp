@@ -46,8 +46,7 @@ Status PublishClaimed(const Job& job, const DaemonTestHooks& hooks, Outcome* out
   return CatchInternal("publishing", job.claimed.path, [&]() -> Status {
     if (hooks.before_publish) hooks.before_publish(job.claimed.path);
     const std::string dropped = job.cfg.drop + "/" + job.claimed.name;
-    PublishSettings s{.serve_root = job.cfg.serve,
-                      .model = job.model,
+    PublishSettings s{.model = job.model,
                       .keep_versions = job.cfg.keep_versions,
                       .skip_if_unchanged = true,
                       .options = job.cfg.options,
@@ -65,8 +64,9 @@ Status PublishClaimed(const Job& job, const DaemonTestHooks& hooks, Outcome* out
                       }};
     job.progress->started_ms.store(SteadyMs());
     auto progress = [&](const Progress& p) { job.progress->bytes_done.store(p.bytes_done); };
-    WD_ASSIGN_OR_RETURN(BundlePublish r,
-                        PublishBundle(job.claimed.path, s, DefaultFileSystem(), progress));
+    std::shared_ptr<VersionStore> store = job.store;
+    if (!store) store = NewLocalStore(DefaultFileSystem(), job.cfg.serve);
+    WD_ASSIGN_OR_RETURN(BundlePublish r, PublishBundle(job.claimed.path, s, *store, progress));
     out->kind = r.result.unchanged ? Outcome::kUnchanged : Outcome::kPublished;
     out->version = r.result.version;
     out->version_dir = r.result.version_dir;

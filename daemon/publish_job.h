@@ -12,6 +12,7 @@
 
 #include "config/daemon_config.h"
 #include "core/status.h"
+#include "core/version_store.h"
 #include "daemon/crash_guard.h"
 #include "daemon/daemon.h"
 #include "daemon/drop_folder.h"
@@ -34,6 +35,9 @@ struct Job {
   // A bundle quarantined for crashing the daemon: its path in the crash log
   // (processing/... or the drop folder), resolved once it is in failed/.
   std::string crash_key;
+  // Where it publishes to (the watch's serve target); null: the local
+  // serve folder cfg.serve.
+  std::shared_ptr<VersionStore> store;
   int attempts = 0;        // retries so far
   bool recovered = false;  // found in processing/ at start
   std::shared_ptr<PublishProgress> progress = std::make_shared<PublishProgress>();

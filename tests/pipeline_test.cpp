@@ -26,9 +26,8 @@ const char* kGolden[] = {"01-one-float32",        "02-strings", "03-mixed-packed
 Result<BundlePublish> Publish(const std::string& bundle, const std::string& serve,
                               const PipelineOptions& o = PipelineOptions(),
                               const std::string& model = "m") {
-  PublishSettings s{
-      .serve_root = serve, .model = model, .options = o, .source_path = "", .on_planned = nullptr};
-  return PublishBundle(bundle, s, DefaultFileSystem(), nullptr);
+  PublishSettings s{.model = model, .options = o, .source_path = "", .on_planned = nullptr};
+  return PublishBundle(bundle, s, *NewLocalStore(DefaultFileSystem(), serve), nullptr);
 }
 
 // Every file of a tree with its bytes (symlinks as "-> target").
@@ -250,15 +249,14 @@ TEST_CASE("progress ends with every weight counted, the empty and the last one i
   test::WriteFile(d / "b/b.npy", Npy("<f4", "(0,)", ""));  // no bytes: no chunk reports it
   test::WriteFile(d / "b/c.npy", Npy("<f4", "(3,)", Floats({3, 4, 5})));
   std::vector<Progress> seen;
-  PublishSettings s{.serve_root = d / "s",
-                    .model = "m",
+  PublishSettings s{.model = "m",
                     .keep_versions = 3,
                     .skip_if_unchanged = true,
                     .options = {},
                     .source_path = "",
                     .on_planned = nullptr};
-  auto r =
-      PublishBundle(d / "b", s, DefaultFileSystem(), [&](const Progress& p) { seen.push_back(p); });
+  auto r = PublishBundle(d / "b", s, *NewLocalStore(DefaultFileSystem(), d / "s"),
+                         [&](const Progress& p) { seen.push_back(p); });
   REQUIRE_MESSAGE(r.ok(), r.status().message());
   REQUIRE(!seen.empty());
   CHECK(seen.back().weights_done == 3);
@@ -372,16 +370,15 @@ TEST_CASE("an unchanged bundle is found unchanged before anything is encoded") {
   test::WriteFile(d / "b/w.npy", Npy("<f4", "(16384,)", data));
   size_t progress_calls = 0;
   auto publish = [&] {
-    PublishSettings s{.serve_root = d / "s",
-                      .model = "m",
+    PublishSettings s{.model = "m",
                       .keep_versions = 3,
                       .skip_if_unchanged = true,
                       .options = PipelineOptions(),
                       .source_path = "",
                       .on_planned = nullptr};
     progress_calls = 0;
-    auto r =
-        PublishBundle(d / "b", s, DefaultFileSystem(), [&](const Progress&) { ++progress_calls; });
+    auto r = PublishBundle(d / "b", s, *NewLocalStore(DefaultFileSystem(), d / "s"),
+                           [&](const Progress&) { ++progress_calls; });
     REQUIRE_MESSAGE(r.ok(), r.status().message());
     return std::move(r).value();
   };

@@ -39,6 +39,7 @@ struct Folders {
                .model = kModel,
                .pre_error = Status::Ok(),
                .crash_key = "",
+               .store = nullptr,
                .attempts = 0,
                .recovered = false,
                .progress = std::make_shared<PublishProgress>()};

@@ -25,7 +25,7 @@ namespace fs = std::filesystem;
 using test::FaultInjectingFileSystem;
 using test::FsOp;
 using test::TempDir;
-using Producer = std::function<Result<StagedContent>(const std::string&)>;
+using Producer = std::function<Result<StagedContent>(StagingArea&)>;
 
 // What a fake pipeline run writes: shard bytes and an optional topology.
 struct FakeBundle {
@@ -58,19 +58,22 @@ Manifest ManifestFor(const FakeBundle& b) {
 
 // Writes the shards through `fs` into the staging folder, as the pipeline does.
 Producer MakeProducer(FileSystem& fs, const FakeBundle& b, int* calls = nullptr) {
-  return [&fs, b, calls](const std::string& dir) -> Result<StagedContent> {
+  (void)fs;  // the publisher's: its staging area writes through it
+  return [b, calls](StagingArea& area) -> Result<StagedContent> {
     if (calls != nullptr) ++*calls;
     StagedContent c;
     c.manifest = ManifestFor(b);
     c.model_json = b.model_json;
     for (size_t i = 0; i < b.shards.size(); ++i) {
       const std::string& name = c.manifest[0].paths[i];
-      WD_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> f, fs.NewWritableFile(dir + "/" + name));
-      WD_RETURN_IF_ERROR(f->Append(b.shards[i].data(), b.shards[i].size()));
-      WD_RETURN_IF_ERROR(f->Sync());
-      WD_RETURN_IF_ERROR(f->Close());
-      c.shards.push_back({name, b.shards[i].size(), Sha256Hex(b.shards[i])});
+      const std::string sha = Sha256Hex(b.shards[i]);
+      WD_ASSIGN_OR_RETURN(std::unique_ptr<ShardOutput> f, area.NewShard(name));
+      WD_RETURN_IF_ERROR(
+          f->Append(reinterpret_cast<const uint8_t*>(b.shards[i].data()), b.shards[i].size()));
+      WD_RETURN_IF_ERROR(f->Close(sha));
+      c.shards.push_back({name, b.shards[i].size(), sha});
     }
+    WD_RETURN_IF_ERROR(area.Flush());
     return c;
   };
 }
@@ -393,8 +396,9 @@ TEST_CASE("a failing producer leaves no staging folder and no version") {
   const std::string s = d / "serve";
   Publisher p(DefaultFileSystem());
   Result<PublishResult> r =
-      p.Publish(Req(s, "sha"), [](const std::string& dir) -> Result<StagedContent> {
-        test::WriteFile(dir + "/group1-shard1of1.bin", "partial");
+      p.Publish(Req(s, "sha"), [](StagingArea& area) -> Result<StagedContent> {
+        WD_ASSIGN_OR_RETURN(std::unique_ptr<ShardOutput> f, area.NewShard("group1-shard1of1.bin"));
+        WD_RETURN_IF_ERROR(f->Append(reinterpret_cast<const uint8_t*>("partial"), 7));
         return Status::Bundle("m.npz: member 'w.npy': truncated");
       });
   REQUIRE_FALSE(r.ok());
@@ -408,12 +412,11 @@ TEST_CASE("a manifest naming a shard that was not written is refused") {
   TempDir d;
   const std::string s = d / "serve";
   Publisher p(DefaultFileSystem());
-  Result<PublishResult> r =
-      p.Publish(Req(s, "sha"), [](const std::string&) -> Result<StagedContent> {
-        StagedContent c;
-        c.manifest = ManifestFor(Bundle(1));
-        return c;
-      });
+  Result<PublishResult> r = p.Publish(Req(s, "sha"), [](StagingArea&) -> Result<StagedContent> {
+    StagedContent c;
+    c.manifest = ManifestFor(Bundle(1));
+    return c;
+  });
   REQUIRE_FALSE(r.ok());
   CHECK(r.status().message().find("names shard 'group1-shard1of2.bin' but no such shard") !=
         std::string::npos);
@@ -424,7 +427,7 @@ TEST_CASE("a failed first publish leaves no model folder; a later one publishes"
   TempDir d;
   const std::string s = d / "serve";
   Publisher p(DefaultFileSystem());
-  Producer failing = [](const std::string&) -> Result<StagedContent> {
+  Producer failing = [](StagingArea&) -> Result<StagedContent> {
     return Status::Bundle("/drop/nan.npz: weight 'w' holds NaN");
   };
   REQUIRE_FALSE(p.Publish(Req(s, "sha"), failing).ok());

@@ -164,8 +164,7 @@ void Exercise(const std::string& path, const uint8_t* body, size_t body_size, ui
   if (options.shard_size == 0) return;
 
   const std::string serve = wd::fuzz::ScratchDir() + "/serve";
-  wd::PublishSettings settings{.serve_root = serve,
-                               .model = "fuzz",
+  wd::PublishSettings settings{.model = "fuzz",
                                .keep_versions = 1,
                                .skip_if_unchanged = false,
                                .options = options,
@@ -173,7 +172,8 @@ void Exercise(const std::string& path, const uint8_t* body, size_t body_size, ui
                                .on_planned = nullptr};
   wd::fuzz::RemoveOrDie(serve);
   if (mkdir(serve.c_str(), 0755) != 0) Fail("cannot make " + serve);
-  auto pub = wd::PublishBundle(path, settings, wd::DefaultFileSystem(), nullptr);
+  auto pub = wd::PublishBundle(path, settings, *wd::NewLocalStore(wd::DefaultFileSystem(), serve),
+                               nullptr);
   if (pub.ok()) {
     CheckPublished(path, serve + "/fuzz", *pub, options, (*bundle)->weights().size());
   } else {

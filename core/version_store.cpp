@@ -1,0 +1,49 @@
+#include "core/version_store.h"
+
+#include "core/publisher.h"
+
+namespace wd {
+
+std::string VersionStore::ModelLocation(const std::string& model) const {
+  const std::string& w = where();
+  return (!w.empty() && w.back() == '/') ? w + model : w + "/" + model;
+}
+
+namespace {
+
+// Today's serve folder, unchanged: Publisher with a root bound.
+class LocalStore : public VersionStore {
+ public:
+  LocalStore(FileSystem& fs, std::string root) : publisher_(fs), root_(std::move(root)) {}
+  const std::string& where() const override { return root_; }
+  Result<PublishResult> Publish(const PublishRequest& req, const Producer& produce) override {
+    PublishRequest r = req;
+    r.serve_root = root_;
+    return publisher_.Publish(r, produce);
+  }
+  Result<int> Rollback(const std::string& model, std::optional<int> to) override {
+    return publisher_.Rollback(root_, model, to);
+  }
+  Status RemoveLeftovers() override { return publisher_.RemoveLeftoverStaging(root_); }
+  Result<std::vector<int>> ListVersions(const std::string& model) override {
+    return publisher_.ListVersions(root_, model);
+  }
+  Result<std::optional<int>> CurrentVersion(const std::string& model) override {
+    return publisher_.CurrentVersion(root_, model);
+  }
+  std::optional<SourceRecord> CurrentSource(const std::string& model) override {
+    return publisher_.CurrentSource(root_, model);
+  }
+
+ private:
+  Publisher publisher_;
+  std::string root_;
+};
+
+}  // namespace
+
+std::unique_ptr<VersionStore> NewLocalStore(FileSystem& fs, const std::string& serve_root) {
+  return std::make_unique<LocalStore>(fs, serve_root);
+}
+
+}  // namespace wd
