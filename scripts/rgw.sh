@@ -14,6 +14,18 @@
 #                                     serves ("the store dies mid-publish")
 #   scripts/rgw.sh kill-rgw DIR       kill -9 radosgw only (endpoint down)
 #   scripts/rgw.sh start-rgw DIR      start radosgw again after kill-rgw
+#   scripts/rgw.sh rclone-env DIR     print export lines pointing rclone's
+#                                     remote "rgw:" at it
+# Environment for start: RGW_START_TIMEOUT (s, default 60), RGW_MEMSTORE_BYTES
+# (default 6 GiB), RGW_EXTRA_CONF (more ceph.conf lines; a repeated key wins).
+#
+# On a 2-core Debian 12 box (ceph 16.2.15): start ~2.6-3.5 s; RSS idle
+# mon ~36 MiB, osd ~51 MiB, radosgw ~48 MiB; restart-rgw ~0.25 s; stop ~0.5 s.
+# The memstore osd's RSS grows ~2x the bytes stored (1 GiB stored -> 2 GiB)
+# and shrinks again once rgw gc has removed deleted objects (10-20 s).
+# If start fails it prints the logs' tails, stops what it started, exits 1.
+# stop sends TERM (radosgw, mon) and KILLs the osd outright: its memstore is
+# throwaway and on TERM it would first write all of it into DIR/osd.0.
 #
 # DIR/env holds KEY=VALUE lines (no spaces in values except RGW_PIDS, which is
 # double-quoted): AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
@@ -57,6 +69,7 @@ BUCKET=weightdrop-test
 REGION=us-east-1
 TIMEOUT=${RGW_START_TIMEOUT:-60}   # seconds for everything to come up
 MEMSTORE_BYTES=${RGW_MEMSTORE_BYTES:-6442450944}   # 6 GiB cap
+# RGW_EXTRA_CONF: more "key = value" lines for ceph.conf's [global] (start).
 
 die() { echo "rgw.sh: $*" >&2; exit 1; }
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2; }
@@ -171,6 +184,7 @@ rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT tcp_nodelay=1
 rgw gc obj min wait = 10
 rgw gc processor period = 10
 rgw thread pool size = 64
+${RGW_EXTRA_CONF:-}
 EOF
 }
 
@@ -234,7 +248,8 @@ start_all() {
     die "$D already has a running cluster (rgw.sh stop $D first)"
   fi
   deadline=$((SECONDS + TIMEOUT))
-  rm -rf "$D/mon.a" "$D/osd.0" "$D/client.rgw" "$D/run" "$D/log" "$D"/*.pid "$D/env"
+  rm -rf "$D/mon.a" "$D/osd.0" "$D/client.rgw" "$D/run" "$D/log" "$D/crash" "$D"/*.pid \
+    "$D/env" "$D/monmap" "$D/ceph.conf" "$D/keyring"
   mkdir -p "$D/run" "$D/log" "$D/crash" "$D/mon.a" "$D/osd.0" "$D/client.rgw"
   : > "$D/keyring"
   FSID=$(python3 -c 'import uuid; print(uuid.uuid4())')
@@ -336,7 +351,7 @@ kill_rgw() {
 
 start_rgw() {
   ours rgw >/dev/null && die "radosgw already running (pid $(ours rgw))"
-  ours mon >/dev/null && ours osd >/dev/null || die "mon/osd not running in $D"
+  if ! ours mon >/dev/null || ! ours osd >/dev/null; then die "mon/osd not running in $D"; fi
   deadline=$((SECONDS + TIMEOUT))
   start_rgw_daemon
   wait_rgw
