@@ -83,6 +83,7 @@ check "GET after restart-rgw" weights "$(body "${S[@]}" "$B/m/v1/w.bin")"
 check "endpoint down after kill-rgw" 000 "$(code --max-time 2 "$B/pub/w.bin")"
 "$rgw" start-rgw "$dir"
 check "GET after start-rgw" weights "$(body "${S[@]}" "$B/m/v1/w.bin")"
+# shellcheck disable=SC1090
 . "$env_file"
 pids="$pids $RGW_PIDS"
 
