@@ -956,18 +956,36 @@ Result<S3PutResult> S3Client::Put(const std::string& key, std::string_view body,
   req.body_sha256 = o.sha256_hex;
   WD_RETURN_IF_ERROR(impl_->PutHeaders(o, target, &req));
   if (o.if_none_match) req.headers.push_back("If-None-Match: *");
+  const size_t if_match_at = req.headers.size();
   if (!o.if_match.empty()) req.headers.push_back("If-Match: " + o.if_match);
   Response r = impl_->Execute(req);
+  bool ambiguous = r.ambiguous;
+  std::optional<S3ObjectInfo> now;  // a HEAD after a 412, when one was needed
+  if (r.curl_code == 0 && r.status == 412 && o.if_match.size() > 2 && o.if_match.front() == '"' &&
+      o.if_match.back() == '"') {
+    // RGW 16 compares a PUT's If-Match with the bare ETag, so a quoted one
+    // (RFC 9110, and what S3 wants) never matches there. When the object's
+    // ETag is the one named, ask again bare: the server still decides.
+    WD_ASSIGN_OR_RETURN(now, Head(key));
+    if (now && now->etag == o.if_match) {
+      req.headers[if_match_at] = "If-Match: " + o.if_match.substr(1, o.if_match.size() - 2);
+      r = impl_->Execute(req);
+      ambiguous = ambiguous || r.ambiguous;
+      now.reset();
+    }
+  }
   if (r.curl_code == 0 && r.status >= 200 && r.status < 300) {
     impl_->bytes_uploaded.fetch_add(body.size(), std::memory_order_relaxed);
     return S3PutResult{false, r.etag};
   }
   if (r.curl_code == 0 && r.status == 412) {
-    if (r.ambiguous) {
+    if (ambiguous) {
       // An earlier attempt may have written the object and made its own
       // condition false: the object holding exactly our bytes (a single-part
       // ETag is their MD5) means it did.
-      WD_ASSIGN_OR_RETURN(std::optional<S3ObjectInfo> now, Head(key));
+      if (!now) {
+        WD_ASSIGN_OR_RETURN(now, Head(key));
+      }
       if (now && now->etag == "\"" + Hex(Md5(body)) + "\"") {
         impl_->bytes_uploaded.fetch_add(body.size(), std::memory_order_relaxed);
         return S3PutResult{false, now->etag};
