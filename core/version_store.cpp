@@ -1,5 +1,7 @@
 #include "core/version_store.h"
 
+#include <algorithm>
+
 #include "core/publisher.h"
 
 namespace wd {
@@ -14,7 +16,7 @@ namespace {
 // Today's serve folder, unchanged: Publisher with a root bound.
 class LocalStore : public VersionStore {
  public:
-  LocalStore(FileSystem& fs, std::string root) : publisher_(fs), root_(std::move(root)) {}
+  LocalStore(FileSystem& fs, std::string root) : fs_(fs), publisher_(fs), root_(std::move(root)) {}
   const std::string& where() const override { return root_; }
   Result<PublishResult> Publish(const PublishRequest& req, const Producer& produce) override {
     PublishRequest r = req;
@@ -34,8 +36,19 @@ class LocalStore : public VersionStore {
   std::optional<SourceRecord> CurrentSource(const std::string& model) override {
     return publisher_.CurrentSource(root_, model);
   }
+  Result<std::vector<std::string>> ListModels() override {
+    if (!fs_.Exists(root_)) return std::vector<std::string>();
+    WD_ASSIGN_OR_RETURN(std::vector<std::string> names, fs_.ListDir(root_));
+    std::vector<std::string> models;
+    for (const std::string& n : names) {
+      if (ValidateModelName(n).ok() && fs_.IsDirectory(root_ + "/" + n)) models.push_back(n);
+    }
+    std::sort(models.begin(), models.end());
+    return models;
+  }
 
  private:
+  FileSystem& fs_;
   Publisher publisher_;
   std::string root_;
 };

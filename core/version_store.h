@@ -80,6 +80,8 @@ class VersionStore {
   virtual Result<std::vector<int>> ListVersions(const std::string& model) = 0;
   virtual Result<std::optional<int>> CurrentVersion(const std::string& model) = 0;
   virtual std::optional<SourceRecord> CurrentSource(const std::string& model) = 0;
+  // The models published here (sorted), for status.
+  virtual Result<std::vector<std::string>> ListModels() = 0;
 };
 
 // A model name must be one safe path component: [A-Za-z0-9._-]+, not "." or

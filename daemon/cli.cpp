@@ -19,9 +19,11 @@
 #include "core/cpu_kernels.h"
 #include "core/file_system.h"
 #include "core/inspector.h"
+#include "core/open_store.h"
 #include "core/pipeline.h"
 #include "core/publisher.h"
 #include "core/verifier.h"
+#include "core/version_files.h"
 #include "daemon/daemon.h"
 #include "daemon/drop_folder.h"
 #include "daemon/human_text.h"
@@ -238,8 +240,9 @@ int RunPublish(const std::string& bundle, const std::string& to, std::string mod
                            .on_planned = nullptr};
   TerminalLine line;
   const auto start = std::chrono::steady_clock::now();
-  const std::unique_ptr<VersionStore> store = NewLocalStore(DefaultFileSystem(), to);
-  auto r = PublishBundle(bundle, settings, *store, TerminalProgress(line));
+  auto store = OpenVersionStore(to, DefaultFileSystem(), S3StoreOptions());
+  if (!store.ok()) return Fail(store.status());
+  auto r = PublishBundle(bundle, settings, **store, TerminalProgress(line));
   line.Clear();  // before any other output
   if (!r.ok()) return Fail(flags.Explain(r.status()));
   const PublishResult& pr = r->result;
@@ -290,7 +293,11 @@ int RunInspect(const std::string& bundle, const PipelineFlags& flags) {
 }
 
 int RunVerify(const std::string& target, const std::string& against) {
-  auto r = Verify(target, against);
+  if (IsS3Url(target) && !against.empty()) {
+    return Fail(Status::Usage("verify --against is for serve folders; " + target +
+                              " is checked against its publish.json without it"));
+  }
+  auto r = IsS3Url(target) ? VerifyS3(target, S3StoreOptions()) : Verify(target, against);
   if (!r.ok()) return Fail(r.status());
   for (const auto& w : r->warnings) std::cerr << "weightdrop: warning: " << w << "\n";
   for (const auto& p : r->problems) std::cerr << "weightdrop: problem: " << p << "\n";
@@ -310,7 +317,12 @@ int RunRollback(const std::string& model_dir, std::optional<int> to) {
   const size_t slash = dir.rfind('/');
   const std::string serve = slash == std::string::npos ? "." : dir.substr(0, slash);
   const std::string model = slash == std::string::npos ? dir : dir.substr(slash + 1);
-  auto r = NewLocalStore(DefaultFileSystem(), serve.empty() ? "/" : serve)->Rollback(model, to);
+  if (IsS3Url(dir) && serve.size() <= std::string("s3:/").size()) {
+    return Fail(Status::Usage(dir + ": name a model: s3://bucket[/prefix]/MODEL"));
+  }
+  auto store = OpenVersionStore(serve.empty() ? "/" : serve, DefaultFileSystem(), S3StoreOptions());
+  if (!store.ok()) return Fail(store.status());
+  auto r = (*store)->Rollback(model, to);
   if (!r.ok()) return Fail(r.status());
   std::cout << dir << "/" << *r << "\n";
   return kExitOk;
@@ -487,6 +499,28 @@ void RaiseOpenFileLimit() {
 
 }  // namespace
 
+// The models of a serve target: current version and the versions kept.
+int RunStoreStatus(const std::string& to, const std::string& only) {
+  auto store = OpenVersionStore(to, DefaultFileSystem(), S3StoreOptions());
+  if (!store.ok()) return Fail(store.status());
+  std::vector<std::string> models = {only};
+  if (only.empty()) {
+    auto listed = (*store)->ListModels();
+    if (!listed.ok()) return Fail(listed.status());
+    models = *listed;
+  }
+  std::printf("%-32s %-8s %s\n", "model", "current", "versions");
+  for (const std::string& m : models) {
+    auto cur = (*store)->CurrentVersion(m);
+    auto versions = (*store)->ListVersions(m);
+    if (!cur.ok()) return Fail(cur.status());
+    if (!versions.ok()) return Fail(versions.status());
+    std::printf("%-32s %-8s %s\n", m.c_str(), *cur ? std::to_string(**cur).c_str() : "-",
+                JoinInts(*versions).c_str());
+  }
+  return kExitOk;
+}
+
 int RunStatus(const std::string& state_dir, const std::string& config) {
   std::string dir = state_dir;
   if (dir.empty() && !config.empty()) {
@@ -515,7 +549,11 @@ int RunCli(int argc, char** argv) {
 
   auto* publish = app.add_subcommand("publish", "convert a bundle and publish it as a new version");
   publish->add_option("BUNDLE", bundle, ".npz, .npy or folder of them")->required();
-  publish->add_option("--to", to, "serve root S (the version goes to S/M/<v>)")->required();
+  publish
+      ->add_option("--to", to,
+                   "serve root S (the version goes to S/M/<v>), or s3://bucket/prefix "
+                   "(docs/operations.md, \"Object storage\")")
+      ->required();
   publish->add_option("--model", model, "model name M (default: bundle name without extension)");
   publish->add_option("--keep-versions", keep_versions, "versions to keep (default 3)")
       ->check(CLI::PositiveNumber);
@@ -540,11 +578,14 @@ int RunCli(int argc, char** argv) {
                       "settings to use; may be left out when there is one");
 
   auto* verify = app.add_subcommand("verify", "check a published model or version");
-  verify->add_option("TARGET", target, "S/M (current version) or S/M/V")->required();
+  verify
+      ->add_option("TARGET", target,
+                   "S/M (current version) or S/M/V; s3://bucket/prefix/M[/V] for object storage")
+      ->required();
   verify->add_option("--against", against, "also check the shards are what BUNDLE encodes to");
 
   auto* rollback = app.add_subcommand("rollback", "point a model back at an older kept version");
-  rollback->add_option("MODEL_DIR", target, "S/M")->required();
+  rollback->add_option("MODEL_DIR", target, "S/M, or s3://bucket/prefix/M")->required();
   rollback->add_option("--to", rollback_to, "version (default: the one before current)");
 
   std::string run_config, state_dir;
@@ -560,9 +601,16 @@ int RunCli(int argc, char** argv) {
   retry->add_option("NAME", retry_names,
                     "bundles to retry, by name in failed/ or as dropped (default: all)");
 
-  auto* status = app.add_subcommand("status", "show what a running daemon reports");
-  status->add_option("--state-dir", state_dir, "the daemon's state_dir");
-  status->add_option("--config", run_config, "read state_dir from this daemon config");
+  auto* status = app.add_subcommand(
+      "status", "show what a running daemon reports, or (--to) the models of a serve target");
+  auto* status_state = status->add_option("--state-dir", state_dir, "the daemon's state_dir");
+  auto* status_config =
+      status->add_option("--config", run_config, "read state_dir from this daemon config");
+  std::string status_to, status_model;
+  status->add_option("--to", status_to, "a serve root or s3://bucket/prefix: its models")
+      ->excludes(status_state)
+      ->excludes(status_config);
+  status->add_option("--model", status_model, "with --to: only this model");
 
   try {
     app.parse(argc, argv);
@@ -594,6 +642,7 @@ int RunCli(int argc, char** argv) {
   if (rollback->parsed()) return RunRollback(target, rollback_to);
   if (run->parsed()) return RunDaemon(run_config);
   if (retry->parsed()) return RunRetry(retry_config, retry_watch, retry_names);
+  if (status->parsed() && !status_to.empty()) return RunStoreStatus(status_to, status_model);
   if (status->parsed()) return RunStatus(state_dir, run_config);
   return kExitUsage;
 }
