@@ -126,8 +126,8 @@ std::string BaseName(const std::string& dir) {
 }
 
 // The placeholders a hook argv element may use (daemon contract: Hooks).
-constexpr const char* kHookPlaceholders[] = {"model",    "version", "dir",
-                                             "manifest", "bundle",  "error"};
+constexpr const char* kHookPlaceholders[] = {"model", "version", "dir",  "manifest",
+                                             "url",   "bundle",  "error"};
 
 // A "{word}" in `arg` that is not a hook placeholder (a typo), or "".
 std::string UnknownHookPlaceholder(const std::string& arg) {
@@ -205,9 +205,10 @@ Status HookArgv(const std::string& file, const YAML::Node& value, const std::str
     }
     const std::string unknown = UnknownHookPlaceholder(item.Scalar());
     if (!unknown.empty()) {
-      return ErrorAt(file, item,
-                     what + ": unknown placeholder '" + unknown +
-                         "' (expected {model}, {version}, {dir}, {manifest}, {bundle} or {error})");
+      return ErrorAt(
+          file, item,
+          what + ": unknown placeholder '" + unknown +
+              "' (expected {model}, {version}, {dir}, {manifest}, {url}, {bundle} or {error})");
     }
     argv.push_back(item.Scalar());
   }
@@ -251,6 +252,12 @@ Status ApplyDrop(const std::string& file, const YAML::Node& value, WatchDraft* o
 
 Status ApplyServe(const std::string& file, const YAML::Node& value, WatchDraft* out) {
   out->serve = value;
+  if (value.IsScalar() && IsS3Url(value.Scalar())) {
+    Result<S3Url> url = ParseS3Url(value.Scalar());
+    if (!url.ok()) return ErrorAt(file, value, "serve: " + url.status().message());
+    out->config.serve = "s3://" + url->bucket + (url->prefix.empty() ? "" : "/" + url->prefix);
+    return Status::Ok();
+  }
   return PathValue(file, value, "serve", out->base_dir, &out->config.serve);
 }
 
@@ -445,6 +452,84 @@ Status CheckWatchFolders(const std::string& file, const std::vector<WatchDraft>&
   return Status::Ok();
 }
 
+// --- YAML: object storage (the `s3` section) -----------------------------------------
+
+Status StringValue(const std::string& file, const YAML::Node& value, const std::string& key,
+                   std::string* out) {
+  if (!value.IsScalar() || value.Scalar().empty()) {
+    return ErrorAt(file, value,
+                   "s3: " + key + ": expected a non-empty string, got " + Describe(value));
+  }
+  *out = value.Scalar();
+  return Status::Ok();
+}
+
+struct S3Draft {
+  S3StoreOptions* options;
+  std::string base_dir;
+};
+
+Status ApplyS3Endpoint(const std::string& file, const YAML::Node& value, S3Draft* out) {
+  WD_RETURN_IF_ERROR(StringValue(file, value, "endpoint", &out->options->s3.endpoint));
+  S3Settings probe = out->options->s3;
+  Result<S3Settings> resolved = ResolveSettings(probe);
+  if (!resolved.ok()) return ErrorAt(file, value, "s3: endpoint: " + resolved.status().message());
+  return Status::Ok();
+}
+Status ApplyS3Region(const std::string& file, const YAML::Node& value, S3Draft* out) {
+  return StringValue(file, value, "region", &out->options->s3.region);
+}
+Status ApplyS3PathStyle(const std::string& file, const YAML::Node& value, S3Draft* out) {
+  if (!yaml::IsBool(value, true) && !yaml::IsBool(value, false)) {
+    return ErrorAt(file, value, "s3: path_style: expected true or false, got " + Describe(value));
+  }
+  out->options->s3.path_style = yaml::IsBool(value, true);
+  return Status::Ok();
+}
+Status ApplyS3CredentialsFile(const std::string& file, const YAML::Node& value, S3Draft* out) {
+  return PathValue(file, value, "s3: credentials_file", out->base_dir,
+                   &out->options->s3.credentials_file);
+}
+Status ApplyS3Profile(const std::string& file, const YAML::Node& value, S3Draft* out) {
+  return StringValue(file, value, "profile", &out->options->s3.profile);
+}
+Status ApplyS3PointerCache(const std::string& file, const YAML::Node& value, S3Draft* out) {
+  return StringValue(file, value, "pointer_cache_control", &out->options->pointer_cache_control);
+}
+Status ApplyS3VersionCache(const std::string& file, const YAML::Node& value, S3Draft* out) {
+  return StringValue(file, value, "version_cache_control", &out->options->version_cache_control);
+}
+Status ApplyS3ParallelUploads(const std::string& file, const YAML::Node& value, S3Draft* out) {
+  WD_RETURN_IF_ERROR(yaml::WholeNumberValue(file, value, "s3: parallel_uploads", 1,
+                                            &out->options->parallel_uploads));
+  if (out->options->parallel_uploads > 32) {
+    return ErrorAt(file, value, "s3: parallel_uploads: at most 32");
+  }
+  return Status::Ok();
+}
+Status ApplyS3PublicUrl(const std::string& file, const YAML::Node& value, S3Draft* out) {
+  WD_RETURN_IF_ERROR(StringValue(file, value, "public_url", &out->options->public_url));
+  std::string& u = out->options->public_url;
+  if (u.rfind("http://", 0) != 0 && u.rfind("https://", 0) != 0) {
+    return ErrorAt(file, value,
+                   "s3: public_url: expected an http:// or https:// URL, got " + Describe(value));
+  }
+  while (u.size() > 8 && u.back() == '/') u.pop_back();
+  return Status::Ok();
+}
+
+constexpr KeyRule<S3Draft> kS3Keys[] = {
+    {"endpoint", ApplyS3Endpoint},
+    {"region", ApplyS3Region},
+    {"path_style", ApplyS3PathStyle},
+    {"credentials_file", ApplyS3CredentialsFile},
+    {"profile", ApplyS3Profile},
+    {"pointer_cache_control", ApplyS3PointerCache},
+    {"version_cache_control", ApplyS3VersionCache},
+    {"parallel_uploads", ApplyS3ParallelUploads},
+    {"public_url", ApplyS3PublicUrl},
+};
+
 // --- YAML: top level -----------------------------------------------------------------
 
 struct TopDraft {
@@ -501,6 +586,11 @@ Status ApplyBundleRetryDelay(const std::string& file, const YAML::Node& value, T
                        &out->config.bundle_retry_delay);
 }
 
+Status ApplyS3(const std::string& file, const YAML::Node& value, TopDraft* out) {
+  S3Draft draft{.options = &out->config.s3, .base_dir = out->base_dir};
+  return yaml::ApplyKeys<S3Draft>(kS3Keys, file, value, "s3", &draft);
+}
+
 Status KeepDefaults(const std::string&, const YAML::Node& value, TopDraft* out) {
   out->defaults = value;
   return Status::Ok();
@@ -521,6 +611,7 @@ constexpr KeyRule<TopDraft> kTopKeys[] = {
     {"bundle_retries", ApplyBundleRetries},
     {"bundle_retry_delay", ApplyBundleRetryDelay},
     {"max_parallel_publishes", ApplyMaxParallelPublishes},
+    {"s3", ApplyS3},
 };
 
 Status ApplyWatches(const std::string& file, const YAML::Node& root, TopDraft* top) {
@@ -540,6 +631,17 @@ Status ApplyWatches(const std::string& file, const YAML::Node& root, TopDraft* t
     drafts.push_back(std::move(draft));
   }
   WD_RETURN_IF_ERROR(CheckWatchFolders(file, drafts));
+  // An object store target needs endpoint and credentials now, not at the
+  // first bundle: a config error is the operator's, never the bundle's.
+  for (size_t i = 0; i < drafts.size(); ++i) {
+    if (!IsS3Url(drafts[i].config.serve)) continue;
+    const std::string me =
+        "watch " + std::to_string(i + 1) + ": serve: " + drafts[i].config.serve + ": ";
+    Result<S3Settings> s = ResolveSettings(top->config.s3.s3);
+    if (!s.ok()) return ErrorAt(file, drafts[i].serve, me + s.status().message());
+    Result<S3Credentials> c = ResolveCredentials(top->config.s3.s3);
+    if (!c.ok()) return ErrorAt(file, drafts[i].serve, me + c.status().message());
+  }
   for (WatchDraft& d : drafts) top->config.watches.push_back(std::move(d.config));
   return Status::Ok();
 }

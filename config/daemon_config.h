@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/pipeline_options.h"
+#include "core/s3_store.h"
 #include "core/status.h"
 
 namespace wd {
@@ -34,7 +35,7 @@ struct ArchiveRetention {
 
 struct WatchConfig {
   std::string drop;   // absolute drop folder
-  std::string serve;  // absolute serve root
+  std::string serve;  // absolute serve root, or s3://bucket/prefix
   // Model name template: {stem} (bundle name without .npz/.npy), {name}
   // (full file name), {drop} (drop folder's base name).
   std::string model = "{stem}";
@@ -75,6 +76,8 @@ struct DaemonConfig {
   int bundle_retries = 5;
   Millis bundle_retry_delay{10000};
   PipelineOptions defaults;
+  // Settings of every s3:// serve target (docs/configuration.md, `s3`).
+  S3StoreOptions s3;
   std::vector<WatchConfig> watches;
   // What is doubtful but not wrong ("file:line:col: ..."): patterns of two
   // quantize dtypes that share some names, a group that can get no weight.

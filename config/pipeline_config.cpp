@@ -19,9 +19,7 @@
 
 namespace wd {
 namespace yaml {
-namespace {
 
-// A plain (unquoted) or !!bool scalar spelled as a YAML 1.2 boolean.
 bool IsBool(const YAML::Node& node, bool value) {
   if (!node.IsScalar()) return false;
   if (node.Tag() != "?" && node.Tag() != "tag:yaml.org,2002:bool") return false;
@@ -29,6 +27,8 @@ bool IsBool(const YAML::Node& node, bool value) {
   return value ? (s == "true" || s == "True" || s == "TRUE")
                : (s == "false" || s == "False" || s == "FALSE");
 }
+
+namespace {
 
 // One pattern or a non-empty list of non-empty patterns; `what` prefixes errors.
 Status PatternList(const std::string& file, const YAML::Node& node, const std::string& what,

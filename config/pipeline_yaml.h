@@ -56,6 +56,9 @@ Result<T> ParseDocument(const std::string& text, const std::string& file, Fn&& p
 }
 
 // A scalar whole number >= min (at most 6 digits) into *out.
+// A plain (unquoted) or !!bool scalar spelled as a YAML 1.2 boolean.
+bool IsBool(const YAML::Node& node, bool value);
+
 Status WholeNumberValue(const std::string& file, const YAML::Node& value, const std::string& what,
                         int min, int* out);
 

@@ -278,6 +278,23 @@ class S3Store : public VersionStore {
   S3Store(std::unique_ptr<S3Client> client, S3Url url, S3StoreOptions o)
       : client_(std::move(client)), url_(std::move(url)), o_(std::move(o)) {
     where_ = "s3://" + url_.bucket + (url_.prefix.empty() ? "" : "/" + url_.prefix);
+    public_base_ = o_.public_url;
+    if (public_base_.empty()) {
+      Result<S3Settings> s = ResolveSettings(o_.s3);
+      std::string endpoint = s.ok() ? s->endpoint : "";
+      while (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
+      const size_t scheme = endpoint.find("://");
+      if (s.ok() && !s->path_style && scheme != std::string::npos) {
+        endpoint.insert(scheme + 3, url_.bucket + ".");
+      } else {
+        endpoint += "/" + url_.bucket;
+      }
+      public_base_ = endpoint + (url_.prefix.empty() ? "" : "/" + UriEncodeKey(url_.prefix));
+    }
+  }
+
+  std::string PointerUrl(const std::string& model) const override {
+    return public_base_ + "/" + model + "/" + kManifestFile;
   }
 
   const std::string& where() const override { return where_; }
@@ -369,6 +386,7 @@ class S3Store : public VersionStore {
   S3Url url_;
   S3StoreOptions o_;
   std::string where_;
+  std::string public_base_;  // URL of the prefix, for clients
   std::mutex mutexes_mu_;
   std::map<std::string, std::mutex> mutexes_;
   std::mutex in_flight_mu_;

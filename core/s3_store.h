@@ -44,6 +44,9 @@ struct S3StoreOptions {
   // A shard that grows past this is uploaded in parts of part_size.
   uint64_t multipart_threshold = 16ull << 20;
   uint64_t part_size = 8ull << 20;
+  // Where clients fetch what is published, for hooks and logs: a CDN or
+  // the bucket's public URL. Empty: the endpoint's URL of the prefix.
+  std::string public_url;
 };
 
 // `url` is s3://bucket[/prefix]. Checks nothing over the network: the

@@ -80,6 +80,11 @@ class VersionStore {
   virtual Result<std::vector<int>> ListVersions(const std::string& model) = 0;
   virtual Result<std::optional<int>> CurrentVersion(const std::string& model) = 0;
   virtual std::optional<SourceRecord> CurrentSource(const std::string& model) = 0;
+  // Where clients fetch model M's manifest pointer: a path for a serve
+  // folder, the public URL (S3StoreOptions::public_url) for object storage.
+  virtual std::string PointerUrl(const std::string& model) const {
+    return ModelLocation(model) + "/weights_manifest.json";
+  }
   // The models published here (sorted), for status.
   virtual Result<std::vector<std::string>> ListModels() = 0;
 };

@@ -18,6 +18,7 @@
 #include "core/file_system.h"
 #include "core/pipeline.h"
 #include "core/publisher.h"
+#include "core/s3_store.h"
 #include "daemon/clock.h"
 #include "daemon/crash_guard.h"
 #include "daemon/drop_folder.h"
@@ -268,6 +269,9 @@ void Daemon::ApplyConfig(DaemonConfig cfg) {
     wanted.erase(found);
     ++it;
   }
+  // Object stores are set up anew with the (maybe changed) s3 settings;
+  // running publishes keep theirs.
+  std::erase_if(stores_, [](const auto& kv) { return IsS3Url(kv.first); });
   cfg_ = std::move(cfg);
   pool_.Grow(cfg_.max_parallel_publishes);
   for (const auto& wc : cfg_.watches) {
@@ -350,14 +354,25 @@ void Daemon::Recover(uint64_t id) {
   auto result = std::make_shared<std::pair<Status, std::vector<Recovered>>>();
   RunOnWorker(
       loop_, "recovering", wc.drop,
-      [wc, result, crashes = crashes_, taken = crash_keys_taken_] {
+      [wc, result, crashes = crashes_, taken = crash_keys_taken_, store = StoreFor(wc)] {
         Status st = EnsureDropLayout(wc.drop);
-        if (st.ok()) {
+        const bool remote = IsS3Url(wc.serve);
+        if (st.ok() && !remote) {
           std::error_code ec;
           std::filesystem::create_directories(wc.serve, ec);
           if (ec) st = ErrnoStatus("cannot create " + wc.serve, ec.value());
         }
-        if (st.ok()) st = NewLocalStore(DefaultFileSystem(), wc.serve)->RemoveLeftovers();
+        if (st.ok() && store) {
+          // An object store that cannot be reached now does not stop the
+          // watch: its publishes wait and retry; leftovers go next time.
+          Status left = store->RemoveLeftovers();
+          if (!left.ok() && remote) {
+            spdlog::warn("{}: leftovers of interrupted publishes not checked: {}", wc.serve,
+                         left.message());
+          } else {
+            st = left;
+          }
+        }
         if (st.ok()) {
           auto p = ListProcessing(wc.drop);
           if (p.ok())
@@ -513,7 +528,19 @@ void Daemon::ScheduleScan(Watch* w, int64_t delay_ms) {
 // archive is not listed every few seconds.
 std::shared_ptr<VersionStore> Daemon::StoreFor(const WatchConfig& cfg) {
   std::shared_ptr<VersionStore>& store = stores_[cfg.serve];
-  if (!store) store = NewLocalStore(DefaultFileSystem(), cfg.serve);
+  if (store) return store;
+  if (!IsS3Url(cfg.serve)) {
+    store = NewLocalStore(DefaultFileSystem(), cfg.serve);
+    return store;
+  }
+  // No network here: credentials and endpoint were checked with the config.
+  auto s3 = NewS3Store(cfg.serve, cfg_.s3);
+  if (!s3.ok()) {
+    spdlog::error("{}: {}", cfg.serve, s3.status().message());
+    stores_.erase(cfg.serve);
+    return nullptr;
+  }
+  store = std::move(*s3);
   return store;
 }
 
@@ -914,6 +941,7 @@ void Daemon::RunHook(const Job& job, const Outcome& o) {
                        {"dir", o.version_dir},
                        {"manifest",
                         failed ? "" : job.cfg.serve + "/" + job.model + "/weights_manifest.json"},
+                       {"url", failed || !job.store ? "" : job.store->PointerUrl(job.model)},
                        {"bundle", o.bundle_path},
                        {"error", o.error}}};
   hooks_.Run(argv, e, job.cfg.hooks.timeout, [this](int) { MaybeFinishStop(); });
@@ -1057,6 +1085,16 @@ void Daemon::StatusChanged() {
     }
   }
   for (auto& [d, ws] : by_drop) status_.watches.push_back(ws);
+  status_.stores.clear();
+  for (const auto& [target, store] : stores_) {
+    if (const auto st = store ? S3StoreStats(*store) : std::nullopt) {
+      status_.stores.push_back({.target = target,
+                                .bytes_uploaded = st->bytes_uploaded,
+                                .requests = st->requests,
+                                .retries = st->retries,
+                                .last_error = st->last_error});
+    }
+  }
   status_dirty_ = true;
   if (status_timer_ && !status_timer_->active() && !stopped_) status_timer_->Start(100);
   // While publishes run, their progress is refreshed every second.

@@ -28,9 +28,10 @@ constexpr Millis kKillGrace{2000};
 constexpr size_t kMaxLine = 64 * 1024;
 // vars key -> environment variable.
 constexpr std::pair<const char*, const char*> kEnvVars[] = {
-    {"model", "WEIGHTDROP_MODEL"},   {"version", "WEIGHTDROP_VERSION"},
-    {"dir", "WEIGHTDROP_DIR"},       {"manifest", "WEIGHTDROP_MANIFEST"},
-    {"bundle", "WEIGHTDROP_BUNDLE"}, {"error", "WEIGHTDROP_ERROR"},
+    {"model", "WEIGHTDROP_MODEL"}, {"version", "WEIGHTDROP_VERSION"},
+    {"dir", "WEIGHTDROP_DIR"},     {"manifest", "WEIGHTDROP_MANIFEST"},
+    {"url", "WEIGHTDROP_URL"},     {"bundle", "WEIGHTDROP_BUNDLE"},
+    {"error", "WEIGHTDROP_ERROR"},
 };
 constexpr const char* kEventVar = "WEIGHTDROP_EVENT";
 

@@ -9,6 +9,7 @@
 #include "core/file_system.h"
 #include "core/pipeline.h"
 #include "core/publisher.h"
+#include "core/s3_store.h"
 #include "daemon/clock.h"
 #include "daemon/human_text.h"
 
@@ -65,6 +66,9 @@ Status PublishClaimed(const Job& job, const DaemonTestHooks& hooks, Outcome* out
     job.progress->started_ms.store(SteadyMs());
     auto progress = [&](const Progress& p) { job.progress->bytes_done.store(p.bytes_done); };
     std::shared_ptr<VersionStore> store = job.store;
+    if (!store && IsS3Url(job.cfg.serve)) {
+      return Status::Environment(job.cfg.serve + ": the object store could not be set up");
+    }
     if (!store) store = NewLocalStore(DefaultFileSystem(), job.cfg.serve);
     WD_ASSIGN_OR_RETURN(BundlePublish r, PublishBundle(job.claimed.path, s, *store, progress));
     out->kind = r.result.unchanged ? Outcome::kUnchanged : Outcome::kPublished;

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "core/file_system.h"
+#include "core/s3_client.h"
 
 namespace wd {
 namespace {
@@ -58,8 +59,13 @@ std::map<std::string, ModelStatus> RestoreModelStatus(const DaemonConfig& cfg,
   // The tree decides what is current; models of serve roots no longer
   // watched are dropped.
   std::erase_if(models, [&](const auto& kv) { return serves.count(kv.second.serve) == 0; });
-  for (auto& [key, m] : models) m.current_version = 0;
+  // An object store is not read at start (no network before the loop
+  // runs): its models keep what the last run recorded until a publish.
+  for (auto& [key, m] : models) {
+    if (!IsS3Url(m.serve)) m.current_version = 0;
+  }
   for (const std::string& serve : serves) {
+    if (IsS3Url(serve)) continue;
     std::error_code ec;
     for (fs::directory_iterator it(serve, ec), end; !ec && it != end; it.increment(ec)) {
       const std::string name = it->path().filename().string();

@@ -222,6 +222,21 @@ Status ListsFromJson(const Json& j, const std::string& origin, DaemonStatus* s) 
       s->publishing.push_back(std::move(f));
     }
   }
+  if (const auto it = j.find("stores"); it != j.end() && !it->is_null()) {
+    if (!it->is_array()) return FieldError(origin, "", "stores", "an array", *it);
+    for (size_t i = 0; i < it->size(); ++i) {
+      const Json& p = (*it)[i];
+      const std::string where = "stores[" + std::to_string(i) + "]";
+      if (!p.is_object()) return FieldError(origin, where, "", "an object", p);
+      StoreStatus st;
+      WD_RETURN_IF_ERROR(GetField(p, origin, where, "target", &st.target));
+      WD_RETURN_IF_ERROR(GetField(p, origin, where, "bytes_uploaded", &st.bytes_uploaded));
+      WD_RETURN_IF_ERROR(GetField(p, origin, where, "requests", &st.requests));
+      WD_RETURN_IF_ERROR(GetField(p, origin, where, "retries", &st.retries));
+      WD_RETURN_IF_ERROR(GetField(p, origin, where, "last_error", &st.last_error));
+      s->stores.push_back(std::move(st));
+    }
+  }
   if (const auto it = j.find("models"); it != j.end() && !it->is_null()) {
     if (!it->is_object()) return FieldError(origin, "", "models", "an object", *it);
     for (const auto& [key, value] : it->items()) {
@@ -315,6 +330,32 @@ void WriteDurationHistogram(const DaemonStatus& s, PromWriter* w) {
   w->Sample(kName + "_bucket", "{le=\"+Inf\"}", std::to_string(cumulative));
   w->Sample(kName + "_sum", "", PromFloat(s.duration_sum));
   w->Sample(kName + "_count", "", std::to_string(cumulative));
+}
+
+struct StoreCounter {
+  const char* name;
+  const char* help;
+  uint64_t StoreStatus::*field;
+};
+
+constexpr StoreCounter kStoreCounters[] = {
+    {"weightdrop_s3_uploaded_bytes_total", "Bytes uploaded to the object store (bodies).",
+     &StoreStatus::bytes_uploaded},
+    {"weightdrop_s3_requests_total", "Requests sent to the object store, retries included.",
+     &StoreStatus::requests},
+    {"weightdrop_s3_retries_total", "Object store requests repeated after a failure.",
+     &StoreStatus::retries},
+};
+
+void WriteStoreCounters(const DaemonStatus& s, PromWriter* w) {
+  if (s.stores.empty()) return;
+  for (const StoreCounter& c : kStoreCounters) {
+    w->Family(c.name, "counter", c.help);
+    for (const StoreStatus& st : s.stores) {
+      w->Sample(c.name, "{target=\"" + PromLabelValue(st.target) + "\"}",
+                std::to_string(st.*c.field));
+    }
+  }
 }
 
 void WriteModelGauges(const DaemonStatus& s, PromWriter* w) {
@@ -477,6 +518,17 @@ std::string RenderModels(const DaemonStatus& s) {
   return Table(rows, {false, true, false, false, true, true, false});
 }
 
+std::string RenderStores(const DaemonStatus& s) {
+  if (s.stores.empty()) return "";
+  std::vector<std::vector<std::string>> rows = {
+      {"OBJECT STORE", "UPLOADED", "REQUESTS", "RETRIES", "LAST ERROR"}};
+  for (const StoreStatus& st : s.stores) {
+    rows.push_back({st.target, HumanBytes(st.bytes_uploaded), std::to_string(st.requests),
+                    std::to_string(st.retries), OrDash(ShortenError(st.last_error))});
+  }
+  return Table(rows, {false, true, true, true, false}) + "\n";
+}
+
 Result<std::string> ReadStatusFile(const std::string& path) {
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
@@ -546,6 +598,16 @@ std::string StatusToJson(const DaemonStatus& s) {
                                    {"bytes_total", p.bytes_total},
                                    {"elapsed_seconds", p.elapsed_seconds}});
   }
+  if (!s.stores.empty()) {
+    j["stores"] = Json::array();
+    for (const StoreStatus& st : s.stores) {
+      j["stores"].push_back(Json{{"target", st.target},
+                                 {"bytes_uploaded", st.bytes_uploaded},
+                                 {"requests", st.requests},
+                                 {"retries", st.retries},
+                                 {"last_error", st.last_error}});
+    }
+  }
   j["totals"] = Json{{"publishes", t.publishes},
                      {"failures", t.failures},
                      {"unchanged", t.unchanged},
@@ -585,6 +647,7 @@ std::string StatusToPrometheus(const DaemonStatus& s) {
   w.Family("weightdrop_queue_depth", "gauge", "Ready bundles waiting for their model's turn.");
   w.Sample("weightdrop_queue_depth", "", std::to_string(s.QueueDepth()));
   WriteModelGauges(s, &w);
+  WriteStoreCounters(s, &w);
   w.Family("weightdrop_start_time_seconds", "gauge", "Unix time the daemon started.");
   w.Sample("weightdrop_start_time_seconds", "", std::to_string(s.started_unix));
   return w.Take();
@@ -607,8 +670,8 @@ std::string StatusLine(const DaemonStatus& s) {
 Result<std::string> RenderStatusFile(const std::string& status_json_path) {
   WD_ASSIGN_OR_RETURN(const std::string text, ReadStatusFile(status_json_path));
   WD_ASSIGN_OR_RETURN(const DaemonStatus s, StatusFromJson(text, status_json_path));
-  return RenderHeader(s) + "\n" + RenderWatches(s) + "\n" + RenderPublishing(s) + RenderModels(s) +
-         RenderSharedModels(s);
+  return RenderHeader(s) + "\n" + RenderWatches(s) + "\n" + RenderPublishing(s) + RenderStores(s) +
+         RenderModels(s) + RenderSharedModels(s);
 }
 
 }  // namespace wd

@@ -38,6 +38,16 @@ struct ModelStatus {
   uint64_t bytes = 0;  // shard bytes published
 };
 
+// An object store serve target (s3://bucket/prefix): its client's counters
+// since the daemon started.
+struct StoreStatus {
+  std::string target;
+  uint64_t bytes_uploaded = 0;
+  uint64_t requests = 0;
+  uint64_t retries = 0;
+  std::string last_error;
+};
+
 // A publish running now.
 struct PublishInFlight {
   std::string bundle;  // as dropped: drop/<name>
@@ -62,6 +72,7 @@ struct DaemonStatus {
   std::vector<WatchStatus> watches;
   std::map<std::string, ModelStatus> models;  // key "<serve>/<model>"
   std::vector<PublishInFlight> publishing;
+  std::vector<StoreStatus> stores;
   // Models fed from more than one drop folder since start ("<serve>/<model>"
   // -> the folders): each replaces the other's versions, rarely on purpose.
   std::map<std::string, std::vector<std::string>> shared_models;

@@ -160,7 +160,7 @@ TEST_CASE("bad daemon configs are errors at file:line:col") {
       {"folders: []\n",
        "/etc/wd/d.yaml:1:1: unknown key 'folders' in daemon config (expected state_dir, "
        "log_level, log_format, shutdown_timeout, defaults, watches, bundle_retries, "
-       "bundle_retry_delay or max_parallel_publishes)"},
+       "bundle_retry_delay, max_parallel_publishes or s3)"},
       {"quantize: {uint8: true}\nwatches: [{drop: /d, serve: /s}]\n",
        "/etc/wd/d.yaml:1:1: unknown key 'quantize' in daemon config: pipeline settings go under "
        "`defaults` or in a watch"},
@@ -197,7 +197,7 @@ TEST_CASE("bad daemon configs are errors at file:line:col") {
       {"shutdwn_tmeot: 1s\n",
        "/etc/wd/d.yaml:1:1: unknown key 'shutdwn_tmeot' in daemon config (expected state_dir, "
        "log_level, log_format, shutdown_timeout, defaults, watches, bundle_retries, "
-       "bundle_retry_delay or max_parallel_publishes)"},
+       "bundle_retry_delay, max_parallel_publishes or s3)"},
       {"watches:\n  - {drop: /d, serve: /s, drop: /e}\n",
        "/etc/wd/d.yaml:2:27: watch 1: duplicate key 'drop'"},
       {"watches:\n  - drop: /d\n    serve:\n", "/etc/wd/d.yaml:3:5: serve: no value"},
@@ -254,7 +254,7 @@ TEST_CASE("bad daemon configs are errors at file:line:col") {
        "/etc/wd/d.yaml:2:51: hooks: on_publish: expected a string, got a list"},
       {"watches:\n  - {drop: /d, serve: /s, hooks: {on_publish: [x, '{modle}']}}\n",
        "/etc/wd/d.yaml:2:51: hooks: on_publish: unknown placeholder '{modle}' (expected {model}, "
-       "{version}, {dir}, {manifest}, {bundle} or {error})"},
+       "{version}, {dir}, {manifest}, {url}, {bundle} or {error})"},
       {"watches:\n  - {drop: /d, serve: /s, hooks: {timeout: 0s}}\n",
        "/etc/wd/d.yaml:2:44: hooks: timeout: must be more than 0, got '0s'"},
       {"watches:\n  - {drop: /d, serve: /s, hooks: {on_succes: [x]}}\n",
