@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <ctime>
 #include <deque>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -42,6 +43,17 @@ std::string HostName() {
   char buf[256] = {};
   if (gethostname(buf, sizeof buf - 1) != 0) return "unknown";
   return buf;
+}
+
+// Whether process `pid` of this host has ended: no such process, or a
+// zombie not yet reaped (its claim is as dead as it is).
+bool ProcessGone(int64_t pid) {
+  if (::kill(static_cast<pid_t>(pid), 0) != 0) return errno == ESRCH;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  const size_t paren = line.rfind(')');  // the command name may hold spaces
+  return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'Z';
 }
 
 // Runs upload tasks on a few threads; Submit blocks while `limit` tasks are
@@ -266,6 +278,36 @@ int PointerVersion(const std::string& name, const std::string& text) {
   return 0;
 }
 
+// The versions this process is writing, by model location: the claims of
+// this pid that RemoveAbandoned must leave alone. Process-wide, as two
+// store objects of one target may exist at once (the daemon sets stores up
+// anew at a reload while publishes of the old ones still run).
+class InFlight {
+ public:
+  static void Add(const std::string& where, int v) {
+    std::lock_guard<std::mutex> g(mu());
+    set().insert({where, v});
+  }
+  static void Remove(const std::string& where, int v) {
+    std::lock_guard<std::mutex> g(mu());
+    set().erase({where, v});
+  }
+  static bool Has(const std::string& where, int v) {
+    std::lock_guard<std::mutex> g(mu());
+    return set().count({where, v}) != 0;
+  }
+
+ private:
+  static std::mutex& mu() {
+    static std::mutex m;
+    return m;
+  }
+  static std::set<std::pair<std::string, int>>& set() {
+    static std::set<std::pair<std::string, int>> s;
+    return s;
+  }
+};
+
 // A model's objects, as one listing reads them.
 struct ModelListing {
   std::set<int> complete;                        // publish.json present
@@ -389,8 +431,6 @@ class S3Store : public VersionStore {
   std::string public_base_;  // URL of the prefix, for clients
   std::mutex mutexes_mu_;
   std::map<std::string, std::mutex> mutexes_;
-  std::mutex in_flight_mu_;
-  std::set<std::pair<std::string, int>> in_flight_;  // versions this process is writing
   std::once_flag leftovers_once_;
   Status leftovers_status_;
 };
@@ -425,16 +465,10 @@ Result<int> S3Store::ClaimVersion(const std::string& model, int after) {
                     .sha256_hex = Sha256Hex(body),
                     .if_none_match = true,
                     .if_match = ""};
-    {
-      std::lock_guard<std::mutex> g(in_flight_mu_);
-      in_flight_.insert({model, v});
-    }
+    InFlight::Add(ModelLocation(model), v);
     Result<S3PutResult> r = client_->Put(VersionKey(model, v, kClaimObject), body, po);
     if (r.ok() && !r->precondition_failed) return v;
-    {
-      std::lock_guard<std::mutex> g(in_flight_mu_);
-      in_flight_.erase({model, v});
-    }
+    InFlight::Remove(ModelLocation(model), v);
     if (!r.ok()) return r.status();
   }
   return Status::Environment(ModelLocation(model) + ": could not claim a version number in " +
@@ -544,11 +578,8 @@ void S3Store::RemoveAbandoned(const std::string& model, const ModelListing& l,
   const std::string host = HostName();
   for (const auto& [v, keys] : l.keys) {
     if (l.complete.count(v) != 0) continue;
-    {
-      std::lock_guard<std::mutex> g(in_flight_mu_);
-      if (in_flight_.count({model, v}) != 0) continue;  // ours, being written
-    }
-    bool abandoned = l.claimed.count(v) == 0;  // shards without a claim: debris
+    if (InFlight::Has(ModelLocation(model), v)) continue;  // ours, being written
+    bool abandoned = l.claimed.count(v) == 0;              // shards without a claim: debris
     if (!abandoned) {
       Result<std::optional<std::string>> text =
           client_->Get(VersionKey(model, v, kClaimObject), 4096);
@@ -557,9 +588,7 @@ void S3Store::RemoveAbandoned(const std::string& model, const ModelListing& l,
       const std::string by = j.is_object() ? j.value("host", "") : "";
       const int64_t pid = j.is_object() ? j.value("pid", int64_t{0}) : 0;
       const int64_t at = j.is_object() ? j.value("claimed", int64_t{0}) : 0;
-      const bool gone_here =
-          by == host && pid > 0 &&
-          (pid == getpid() || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH));
+      const bool gone_here = by == host && pid > 0 && (pid == getpid() || ProcessGone(pid));
       abandoned = gone_here || std::time(nullptr) - at > kAbandonedAfterSeconds;
     }
     if (!abandoned) continue;
@@ -646,10 +675,7 @@ Result<PublishResult> S3Store::Publish(const PublishRequest& req, const Producer
 
   const int newest = before.keys.empty() ? 0 : before.keys.rbegin()->first;
   WD_ASSIGN_OR_RETURN(const int v, ClaimVersion(model, newest));
-  auto release = [&] {
-    std::lock_guard<std::mutex> g(in_flight_mu_);
-    in_flight_.erase({model, v});
-  };
+  auto release = [&] { InFlight::Remove(ModelLocation(model), v); };
   auto abandon = [&](const Status& why) -> Result<PublishResult> {
     Result<ModelListing> now = List(model);
     if (now.ok()) (void)DeleteVersion(model, v, *now);
