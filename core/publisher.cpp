@@ -290,24 +290,6 @@ Result<Pointers> PointersForVersion(FileSystem& fs, const Layout& l, int v) {
   return PointersFor(manifest, topology, v, model_path);
 }
 
-// `to` if it is a version folder, else the newest version older than current.
-Result<int> PickRollbackTarget(const Layout& l, const std::vector<int>& versions,
-                               std::optional<int> cur, std::optional<int> to) {
-  if (to) {
-    if (std::find(versions.begin(), versions.end(), *to) != versions.end()) return *to;
-    return Status::Config(l.model_dir + ": no version " + std::to_string(*to) +
-                          " (versions: " + JoinInts(versions) + ")");
-  }
-  if (!cur) return Status::Config(l.model_dir + ": nothing is current, so nothing to roll back");
-  int target = 0;
-  for (int v : versions) {
-    if (v < *cur) target = v;
-  }
-  if (target != 0) return target;
-  return Status::Config(l.model_dir + ": no version older than current " + std::to_string(*cur) +
-                        " (versions: " + JoinInts(versions) + ")");
-}
-
 // A rollback of S/M where M is a version number, S/M is no model of its
 // own (no `current`) and S is a model (a `current` or version folders): the
 // user named a version folder, S/<v>, instead of the model folder.
@@ -549,8 +531,8 @@ Result<int> Publisher::Rollback(const std::string& serve_root, const std::string
   // With an explicit target, rollback also repairs a damaged `current`.
   Result<std::optional<int>> cur = CurrentVersion(serve_root, model);
   if (!cur.ok() && !to) return cur.status();
-  WD_ASSIGN_OR_RETURN(int target,
-                      PickRollbackTarget(l, versions, cur.ok() ? *cur : std::nullopt, to));
+  WD_ASSIGN_OR_RETURN(
+      int target, PickRollbackTarget(l.model_dir, versions, cur.ok() ? *cur : std::nullopt, to));
   WD_ASSIGN_OR_RETURN(Pointers next, PointersForVersion(fs_, l, target));
   WD_RETURN_IF_ERROR(SwapPointers(fs_, l, next));
   return target;

@@ -751,25 +751,8 @@ Result<int> S3Store::Rollback(const std::string& model, std::optional<int> to) {
   }
   Result<std::optional<int>> cur = CurrentVersion(model);
   if (!cur.ok() && !to) return cur.status();
-  int target = 0;
-  if (to) {
-    if (l.complete.count(*to) == 0) {
-      return Status::Config(ModelLocation(model) + ": no version " + std::to_string(*to) +
-                            " (versions: " + JoinInts(versions) + ")");
-    }
-    target = *to;
-  } else {
-    if (!*cur) {
-      return Status::Config(ModelLocation(model) + ": nothing is current, so nothing to roll back");
-    }
-    for (int v : versions) {
-      if (v < **cur) target = v;
-    }
-    if (target == 0) {
-      return Status::Config(ModelLocation(model) + ": no version older than current " +
-                            std::to_string(**cur) + " (versions: " + JoinInts(versions) + ")");
-    }
-  }
+  WD_ASSIGN_OR_RETURN(int target, PickRollbackTarget(ModelLocation(model), versions,
+                                                     cur.ok() ? *cur : std::nullopt, to));
   WD_ASSIGN_OR_RETURN(Pointers p, PointersForVersion(model, target));
   WD_RETURN_IF_ERROR(MovePointers(model, p, /*forward_only=*/false).status());
   return target;

@@ -1,5 +1,6 @@
 #include "core/version_files.h"
 
+#include <algorithm>
 #include <charconv>
 #include <ctime>
 #include <nlohmann/json.hpp>
@@ -85,6 +86,24 @@ std::optional<SourceRecord> SourceRecordOf(const std::string& text) {
   return SourceRecord{.sha256 = str(j["source"], "sha256"),
                       .fingerprint = str(j["source"], "fingerprint"),
                       .config_digest = str(j, "config_digest")};
+}
+
+// `to` if it is a version folder, else the newest version older than current.
+Result<int> PickRollbackTarget(const std::string& where, const std::vector<int>& versions,
+                               std::optional<int> cur, std::optional<int> to) {
+  if (to) {
+    if (std::find(versions.begin(), versions.end(), *to) != versions.end()) return *to;
+    return Status::Config(where + ": no version " + std::to_string(*to) +
+                          " (versions: " + JoinInts(versions) + ")");
+  }
+  if (!cur) return Status::Config(where + ": nothing is current, so nothing to roll back");
+  int target = 0;
+  for (int v : versions) {
+    if (v < *cur) target = v;
+  }
+  if (target != 0) return target;
+  return Status::Config(where + ": no version older than current " + std::to_string(*cur) +
+                        " (versions: " + JoinInts(versions) + ")");
 }
 
 }  // namespace wd

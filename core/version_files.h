@@ -39,4 +39,9 @@ bool RecordsSameSource(const std::string& text, const std::string& where, const 
 // The source record of publish.json text; nullopt when it has none.
 std::optional<SourceRecord> SourceRecordOf(const std::string& text);
 
+// The version a rollback of the model at `where` goes to: `to` if it is one
+// of `versions`, else the newest version older than current `cur`.
+Result<int> PickRollbackTarget(const std::string& where, const std::vector<int>& versions,
+                               std::optional<int> cur, std::optional<int> to);
+
 }  // namespace wd
