@@ -5,6 +5,7 @@
 // Each case works under its own random prefix and cleans up after itself.
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <memory>
 #include <random>
@@ -363,6 +364,48 @@ TEST_CASE("rgw: one client serves many threads at once") {
   S3Client::Stats s = c->stats();
   CHECK(s.bytes_uploaded == kThreads * kEach * 4096u);
   CHECK(s.retries == 0);
+}
+
+// Kills the shared radosgw for a moment, so only on request:
+// WD_TEST_S3_DISRUPT=1, with CEPH_CONF (from rgw.sh's env file) naming its DIR.
+TEST_CASE("rgw: requests ride out a radosgw restart by retrying") {
+  WD_NEED_RGW(f);
+  const char* disrupt = std::getenv("WD_TEST_S3_DISRUPT");
+  const char* conf = std::getenv("CEPH_CONF");
+  if (!disrupt || std::string(disrupt) != "1" || !conf) {
+    MESSAGE("skipped: set WD_TEST_S3_DISRUPT=1 (and CEPH_CONF from rgw.sh's env) to kill radosgw");
+    return;
+  }
+  std::string dir = std::string(conf).substr(0, std::string(conf).rfind('/'));
+  std::string rgw_sh = test::SourcePath("../scripts/rgw.sh");
+  auto run = [&](const char* what) {
+    return std::system(("bash '" + rgw_sh + "' " + what + " '" + dir + "' >/dev/null").c_str());
+  };
+  auto c = f.Client(f.env.access_key, f.env.secret_key, f.env.bucket, /*max_attempts=*/10);
+  REQUIRE(run("kill-rgw") == 0);
+  auto once = f.Client(f.env.access_key, f.env.secret_key, f.env.bucket, 1);
+  Result<std::optional<S3ObjectInfo>> down = once->Head(f.prefix + "x");
+  REQUIRE_FALSE(down.ok());
+  CHECK(down.status().kind() == ErrorKind::kEnvironment);
+  CHECK(down.status().message().find(": cannot reach " + f.env.endpoint + ": ") !=
+        std::string::npos);
+
+  int started = -1;
+  std::thread restarter([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    started = run("start-rgw");
+  });
+  const std::string key = f.prefix + "through-restart";
+  S3PutOptions o = Opts("survived");
+  o.if_none_match = true;
+  Result<S3PutResult> p = c->Put(key, "survived", o);
+  restarter.join();
+  REQUIRE(started == 0);
+  REQUIRE_MESSAGE(p.ok(), p.status().message());
+  CHECK_FALSE(p->precondition_failed);
+  CHECK(c->stats().retries >= 1);
+  CHECK(**c->Get(key, 100) == "survived");
+  CHECK(c->Delete(key).ok());
 }
 
 }  // namespace
