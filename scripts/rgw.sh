@@ -16,7 +16,7 @@
 #   scripts/rgw.sh start-rgw DIR      start radosgw again after kill-rgw
 #   scripts/rgw.sh rclone-env DIR     print export lines pointing rclone's
 #                                     remote "rgw:" at it
-# Environment for start: RGW_START_TIMEOUT (s, default 60), RGW_MEMSTORE_BYTES
+# Environment for start: RGW_START_TIMEOUT (s, default 120), RGW_MEMSTORE_BYTES
 # (default 6 GiB), RGW_EXTRA_CONF (more ceph.conf lines; a repeated key wins).
 #
 # On a 2-core Debian 12 box (ceph 16.2.15): start ~2.6-3.5 s; RSS idle
@@ -67,7 +67,7 @@ set -euo pipefail
 
 BUCKET=weightdrop-test
 REGION=us-east-1
-TIMEOUT=${RGW_START_TIMEOUT:-60}   # seconds for everything to come up
+TIMEOUT=${RGW_START_TIMEOUT:-120}  # seconds for everything to come up (a busy CI machine)
 MEMSTORE_BYTES=${RGW_MEMSTORE_BYTES:-6442450944}   # 6 GiB cap
 # RGW_EXTRA_CONF: more "key = value" lines for ceph.conf's [global] (start).
 
