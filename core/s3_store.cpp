@@ -72,12 +72,23 @@ class UploadPool {
     cv_.notify_all();
     workers_.clear();  // joins
   }
-  void Submit(std::function<Status()> task) {
+  // A task is told whether an earlier one failed: then it skips its
+  // request but still does its bookkeeping. Once one has failed, Submit
+  // queues nothing more and returns that error, so the producer stops at
+  // its next shard instead of uploading the rest in vain.
+  using Task = std::function<Status(bool failed)>;
+  Status Submit(Task task) {
     std::unique_lock<std::mutex> g(mu_);
-    room_.wait(g, [&] { return pending_ < limit_ || stop_; });
+    room_.wait(g, [&] { return pending_ < limit_ || stop_ || !first_error_.ok(); });
+    if (!first_error_.ok()) return first_error_;
     ++pending_;
     queue_.push_back(std::move(task));
     cv_.notify_one();
+    return Status::Ok();
+  }
+  Status first_error() {
+    std::lock_guard<std::mutex> g(mu_);
+    return first_error_;
   }
   // Waits for every task; the first error, if any.
   Status Wait() {
@@ -89,17 +100,19 @@ class UploadPool {
  private:
   void Run() {
     for (;;) {
-      std::function<Status()> task;
+      Task task;
+      bool failed = false;
       {
         std::unique_lock<std::mutex> g(mu_);
         cv_.wait(g, [&] { return stop_ || !queue_.empty(); });
         if (stop_) return;
         task = std::move(queue_.front());
         queue_.pop_front();
+        failed = !first_error_.ok();
       }
-      // Every task runs, even after a failure: a multipart upload's last
-      // task waits for all of its parts.
-      Status st = task();
+      // Every queued task runs, even after a failure (skipping its request):
+      // a multipart upload's last task waits for all of its parts.
+      Status st = task(failed);
       {
         std::lock_guard<std::mutex> g(mu_);
         if (!st.ok() && first_error_.ok()) first_error_ = st;
@@ -113,7 +126,7 @@ class UploadPool {
   const int limit_;
   std::mutex mu_;
   std::condition_variable cv_, room_, idle_;
-  std::deque<std::function<Status()>> queue_;
+  std::deque<Task> queue_;
   int pending_ = 0;
   bool stop_ = false;
   Status first_error_;
@@ -176,6 +189,7 @@ class S3StagingArea::Output : public ShardOutput {
   }
 
   Status Append(const uint8_t* data, size_t n) override {
+    WD_RETURN_IF_ERROR(area_.pool_.first_error());  // an upload failed: stop encoding
     buf_.append(reinterpret_cast<const char*>(data), n);
     if (!multipart_ && buf_.size() >= area_.o_.multipart_threshold) {
       S3PutOptions po = PutOptions("");
@@ -188,7 +202,7 @@ class S3StagingArea::Output : public ShardOutput {
       std::string part = area_.buffers_.Take();
       part.assign(buf_, 0, area_.o_.part_size);
       buf_.erase(0, area_.o_.part_size);
-      SubmitPart(std::move(part));
+      WD_RETURN_IF_ERROR(SubmitPart(std::move(part)));
     }
     return Status::Ok();
   }
@@ -196,34 +210,35 @@ class S3StagingArea::Output : public ShardOutput {
   Status Close(const std::string& sha256_hex) override {
     closed_ = true;
     if (!multipart_) {
-      area_.pool_.Submit([&client = area_.client_, &buffers = area_.buffers_, key = key_,
-                          body = std::move(buf_), po = PutOptions(sha256_hex)]() mutable -> Status {
-        Result<S3PutResult> r = client.Put(key, body, po);
+      return area_.pool_.Submit([&client = area_.client_, &buffers = area_.buffers_, key = key_,
+                                 body = std::move(buf_),
+                                 po = PutOptions(sha256_hex)](bool failed) mutable -> Status {
+        Status st = failed ? Status::Ok() : client.Put(key, body, po).status();
         buffers.Give(std::move(body));
-        return r.status();
+        return st;
       });
-      return Status::Ok();
     }
-    if (!buf_.empty() || upload_->parts == 0) SubmitPart(std::move(buf_));
+    if (!buf_.empty() || upload_->parts == 0) WD_RETURN_IF_ERROR(SubmitPart(std::move(buf_)));
     // Parts were submitted first: by the time a thread takes this task the
     // parts are running or done, so waiting for them cannot deadlock.
-    area_.pool_.Submit([&client = area_.client_, key = key_, up = upload_]() -> Status {
-      std::unique_lock<std::mutex> g(up->mu);
-      up->cv.wait(g, [&] { return up->done == up->parts; });
-      if (!up->error.ok()) {
-        (void)client.AbortMultipart(key, up->id);
-        return up->error;
-      }
-      std::vector<std::string> etags = up->etags;
-      g.unlock();
-      Result<S3PutResult> r = client.CompleteMultipart(key, up->id, etags);
-      if (!r.ok()) {
-        (void)client.AbortMultipart(key, up->id);
-        return r.status();
-      }
-      return Status::Ok();
-    });
-    return Status::Ok();
+    return area_.pool_.Submit(
+        [&client = area_.client_, key = key_, up = upload_](bool failed) -> Status {
+          std::unique_lock<std::mutex> g(up->mu);
+          up->cv.wait(g, [&] { return up->done == up->parts; });
+          if (failed && up->error.ok()) up->error = Status::Environment(key + ": upload abandoned");
+          if (!up->error.ok()) {
+            (void)client.AbortMultipart(key, up->id);
+            return up->error;
+          }
+          std::vector<std::string> etags = up->etags;
+          g.unlock();
+          Result<S3PutResult> r = client.CompleteMultipart(key, up->id, etags);
+          if (!r.ok()) {
+            (void)client.AbortMultipart(key, up->id);
+            return r.status();
+          }
+          return Status::Ok();
+        });
   }
 
  private:
@@ -244,17 +259,18 @@ class S3StagingArea::Output : public ShardOutput {
                         .if_match = ""};
   }
 
-  void SubmitPart(std::string body) {
+  Status SubmitPart(std::string body) {
     int number;
     {
       std::lock_guard<std::mutex> g(upload_->mu);
       number = ++upload_->parts;
       upload_->etags.resize(static_cast<size_t>(number));
     }
-    area_.pool_.Submit([&client = area_.client_, &buffers = area_.buffers_, key = key_,
-                        up = upload_, number, body = std::move(body)]() mutable -> Status {
-      const std::string sha = Sha256Hex(body);
-      Result<std::string> etag = client.UploadPart(key, up->id, number, body, sha);
+    Status st = area_.pool_.Submit([&client = area_.client_, &buffers = area_.buffers_, key = key_,
+                                    up = upload_, number,
+                                    body = std::move(body)](bool failed) mutable -> Status {
+      Result<std::string> etag = Status::Environment(key + ": upload abandoned");
+      if (!failed) etag = client.UploadPart(key, up->id, number, body, Sha256Hex(body));
       buffers.Give(std::move(body));
       std::lock_guard<std::mutex> g(up->mu);
       if (etag.ok()) {
@@ -266,6 +282,12 @@ class S3StagingArea::Output : public ShardOutput {
       up->cv.notify_all();
       return Status::Ok();  // the completing task reports it
     });
+    if (!st.ok()) {  // not queued: count it as done, failed
+      std::lock_guard<std::mutex> g(upload_->mu);
+      if (upload_->error.ok()) upload_->error = st;
+      ++upload_->done;
+    }
+    return st;
   }
 
   S3StagingArea& area_;

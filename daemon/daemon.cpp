@@ -154,6 +154,7 @@ class Daemon {
   // The store of a watch's serve target, one per target for the daemon's
   // life (connections and counters are kept across publishes).
   std::shared_ptr<VersionStore> StoreFor(const WatchConfig& cfg);
+  std::string PointerUrlOf(const Job& job);
   void Scan(Watch* w);
   struct ScanOutcome;
   void OnScanned(uint64_t id, ScanOutcome o);
@@ -272,8 +273,15 @@ void Daemon::ApplyConfig(DaemonConfig cfg) {
   // Object stores are set up anew with the (maybe changed) s3 settings;
   // running publishes keep theirs.
   std::erase_if(stores_, [](const auto& kv) { return IsS3Url(kv.first); });
+  const bool reload = !cfg_.source.empty();
   cfg_ = std::move(cfg);
   pool_.Grow(cfg_.max_parallel_publishes);
+  // A reload is how an operator says "fixed": bundles waiting out a backoff
+  // are tried again now, not minutes later.
+  if (reload) {
+    queues_.RetryWaitingNow();
+    Pump();
+  }
   for (const auto& wc : cfg_.watches) {
     if (wanted.count(wc.drop) != 0) AddWatch(wc);
   }
@@ -526,6 +534,11 @@ void Daemon::ScheduleScan(Watch* w, int64_t delay_ms) {
 // Applies keep_done / keep_failed on a worker, from the rescan timer: at
 // most every tenth of the shorter age (between 1 s and 1 h), so a large
 // archive is not listed every few seconds.
+std::string Daemon::PointerUrlOf(const Job& job) {
+  std::shared_ptr<VersionStore> store = StoreFor(job.cfg);
+  return store ? store->PointerUrl(job.model) : "";
+}
+
 std::shared_ptr<VersionStore> Daemon::StoreFor(const WatchConfig& cfg) {
   std::shared_ptr<VersionStore>& store = stores_[cfg.serve];
   if (store) return store;
@@ -858,7 +871,10 @@ void Daemon::Pump() {
 // moves the bundle to done/ (or deletes it) or to failed/: all disk work off
 // the loop.
 void Daemon::RunJob(const std::string& key) {
-  const Job& job = queues_.queues().at(key).jobs.front();
+  Job job = queues_.queues().at(key).jobs.front();
+  // The store as configured now: a retry after a reload that fixed the
+  // object store's settings (credentials, endpoint) uses the new ones.
+  job.store = StoreFor(job.cfg);
   auto out = std::make_shared<Outcome>();
   pool_.Submit(
       "publishing", job.claimed.path,
@@ -941,7 +957,7 @@ void Daemon::RunHook(const Job& job, const Outcome& o) {
                        {"dir", o.version_dir},
                        {"manifest",
                         failed ? "" : job.cfg.serve + "/" + job.model + "/weights_manifest.json"},
-                       {"url", failed || !job.store ? "" : job.store->PointerUrl(job.model)},
+                       {"url", failed ? "" : PointerUrlOf(job)},
                        {"bundle", o.bundle_path},
                        {"error", o.error}}};
   hooks_.Run(argv, e, job.cfg.hooks.timeout, [this](int) { MaybeFinishStop(); });

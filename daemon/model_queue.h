@@ -63,6 +63,10 @@ class ModelQueues {
   Finished Finish(const std::string& key, const Outcome& o, int64_t now_ms,
                   int64_t bundle_retry_delay_ms);
 
+  // Every queue waiting out a backoff may start at once (after a reload).
+  void RetryWaitingNow() {
+    for (auto& [key, q] : queues_) q.retry_at_ms = 0;
+  }
   // The earliest time a waiting queue may start again, if any waits.
   std::optional<int64_t> NextRetryAt(int64_t now_ms) const;
 

@@ -115,6 +115,18 @@ TEST_CASE("the backoff is capped at five minutes") {
   CHECK(last == kMaxBackoffMs);
 }
 
+TEST_CASE("after a reload a model waiting out a backoff starts at once") {
+  ModelQueues q;
+  q.Enqueue(MakeJob("m", "0001"));
+  REQUIRE(q.TakeStartable(0, 1).size() == 1);
+  const auto f = q.Finish("/s/m", Result(Outcome::kRetry), 1000, 10000);
+  REQUIRE(f.retry);
+  CHECK(q.TakeStartable(1000, 1).empty());  // waiting
+  q.RetryWaitingNow();
+  CHECK_FALSE(q.NextRetryAt(1000).has_value());
+  CHECK(q.TakeStartable(1000, 1) == std::vector<std::string>{"/s/m"});
+}
+
 TEST_CASE("an unreadable bundle waits from bundle_retry_delay, doubling") {
   ModelQueues q;
   q.Enqueue(MakeJob("m", "0001"));
