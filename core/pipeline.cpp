@@ -297,7 +297,6 @@ Result<BundlePublish> PublishBundle(const std::string& path, const PublishSettin
       .config_digest = Sha256Hex(CanonicalOptions(settings.options)),
       .settings = OptionsToJson(settings.options),
       .skip_if_unchanged = settings.skip_if_unchanged};
-  WD_RETURN_IF_ERROR(store.RemoveLeftovers());
   if (settings.skip_if_unchanged) {
     WD_ASSIGN_OR_RETURN(req.source_sha256, DigestIfMaybeCurrent(*bundle, store, req));
   }

@@ -19,6 +19,9 @@ class LocalStore : public VersionStore {
   LocalStore(FileSystem& fs, std::string root) : fs_(fs), publisher_(fs), root_(std::move(root)) {}
   const std::string& where() const override { return root_; }
   Result<PublishResult> Publish(const PublishRequest& req, const Producer& produce) override {
+    // Staging folders of crashed publishes first, as the daemon does at
+    // start: the CLI has no start.
+    WD_RETURN_IF_ERROR(publisher_.RemoveLeftoverStaging(root_));
     PublishRequest r = req;
     r.serve_root = root_;
     return publisher_.Publish(r, produce);

@@ -68,13 +68,15 @@ class VersionStore {
 
   // Stages a new version, has `produce` write its shards, commits it and
   // moves the pointers to it, then applies retention. On failure the
-  // published state is untouched.
+  // published state is untouched. What interrupted publishes of the same
+  // model left is removed first.
   virtual Result<PublishResult> Publish(const PublishRequest& req, const Producer& produce) = 0;
   // Points the model at version `to` (default: the newest kept version
   // older than current). Returns the version now current.
   virtual Result<int> Rollback(const std::string& model, std::optional<int> to) = 0;
   // Removes what interrupted publishes left (staging, unfinished uploads)
-  // of models no publish is working on now.
+  // of every model no publish is working on now: the daemon's start-up
+  // sweep (for object storage a listing per model).
   virtual Status RemoveLeftovers() = 0;
   // Version numbers of a model, ascending.
   virtual Result<std::vector<int>> ListVersions(const std::string& model) = 0;
