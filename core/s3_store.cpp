@@ -449,13 +449,15 @@ class S3Store : public VersionStore {
 
   Result<ModelListing> List(const std::string& model);
 
- private:
+  // What the pointers hold when version v is current.
   struct Pointers {
     std::string manifest;
     std::optional<std::string> model_json;
     int version = 0;
   };
+  Result<Pointers> PointersForVersion(const std::string& model, int v);
 
+ private:
   std::mutex& ModelMutex(const std::string& model) {
     std::lock_guard<std::mutex> g(mutexes_mu_);
     return mutexes_[model];
@@ -463,7 +465,6 @@ class S3Store : public VersionStore {
   Result<int> ClaimVersion(const std::string& model, int after);
   Status PutVersionFile(const std::string& model, int v, const std::string& name,
                         const std::string& body);
-  Result<Pointers> PointersForVersion(const std::string& model, int v);
   // Moves the pointers to p.version. `forward_only`: a pointer already at a
   // newer version stays (another writer won); the result says which
   // version the `current` pointer holds afterwards.
@@ -916,14 +917,26 @@ Result<VerifyReport> VerifyS3(const std::string& target, const S3StoreOptions& o
   }
   // The pointers, when this version is current: they must name it.
   if (cur && *cur == *version && manifest) {
-    Result<Manifest> m = ParseManifest(*manifest, report.version_dir);
+    Result<S3Store::Pointers> want = store.PointersForVersion(model, *version);
+    if (!want.ok()) {
+      report.problems.push_back(want.status().message());
+      return report;
+    }
     WD_ASSIGN_OR_RETURN(std::optional<std::string> pointer,
                         c.Get(store.ModelKey(model, kManifestFile), kMaxJsonBytes));
-    if (m.ok() && (!pointer || *pointer != ManifestToJson(WithPathPrefix(
-                                               *m, std::to_string(*version) + "/")))) {
+    if (!pointer || *pointer != want->manifest) {
       report.problems.push_back(store.ModelLocation(model) +
                                 "/weights_manifest.json does not name version " +
                                 std::to_string(*version) + "'s shards");
+    }
+    WD_ASSIGN_OR_RETURN(std::optional<std::string> model_json,
+                        c.Get(store.ModelKey(model, kModelFile), kMaxJsonBytes));
+    if (want->model_json && model_json != want->model_json) {
+      report.problems.push_back(store.ModelLocation(model) + "/model.json is not version " +
+                                std::to_string(*version) + "'s with its weightsManifest");
+    } else if (!want->model_json && model_json) {
+      report.problems.push_back(store.ModelLocation(model) + "/model.json exists but version " +
+                                std::to_string(*version) + " has none");
     }
   }
   return report;

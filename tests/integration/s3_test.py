@@ -465,6 +465,32 @@ def rollback():
 
 # --- 5. the real tfjs client, from the RGW's URLs -------------------------------------
 
+@check("04b verify reads every byte back: a changed shard and a stale model.json pointer are problems")
+def verify_catches_tampering():
+    folder, _ = folder_bundle("tamper", 41)
+    v, _ = publish_ok(folder, "c4b")
+    verify_ok("c4b")
+    shard = f"c4b/m/{v}/group1-shard1of1.bin"
+    good = S3.body(shard)
+    bad = bytearray(good)
+    bad[len(bad) // 2] ^= 0xFF
+    assert S3.request("PUT", shard, body=bytes(bad)).status == 200
+    r = wd("verify", f"{target('c4b')}/m")
+    assert r.rc == 1 and "group1-shard1of1.bin" in r.err and "sha256" in r.err, \
+        f"a flipped byte in a shard should be a problem naming it:\n      {r}"
+    assert S3.request("PUT", shard, body=good).status == 200
+    verify_ok("c4b")
+    pointer = "c4b/m/model.json"
+    text = S3.body(pointer)
+    assert S3.request("PUT", pointer, body=text.replace(b'"weightsManifest"',
+                                                         b'"weightsManifest" ', 1)).status == 200
+    r = wd("verify", f"{target('c4b')}/m")
+    assert r.rc == 1 and "model.json" in r.err, \
+        f"a model.json pointer that is not the version's should be a problem:\n      {r}"
+    assert S3.request("PUT", pointer, body=text).status == 200
+    verify_ok("c4b")
+
+
 @check("05 tfjs-core loads published models straight from the RGW (public-read, CORS)")
 def tfjs_from_rgw():
     import tfjs_test as T
