@@ -197,11 +197,13 @@ def pointer_versions(prefix, model="m"):
     return out
 
 
-def check_pointers(prefix, v, model="m"):
-    """All three pointers name v, and the pointer manifest is v's own with "<v>/" paths."""
+def check_pointers(prefix, v, model="m", model_json=True):
+    """All three pointers name v (model.json absent without model_json), and
+    the pointer manifest is v's own with "<v>/" paths."""
     base = f"{prefix}/{model}"
     got = pointer_versions(prefix, model)
-    assert got == {"current": v, "weights_manifest.json": v, "model.json": v}, \
+    assert got == {"current": v, "weights_manifest.json": v,
+                   "model.json": v if model_json else None}, \
         f"{base}: pointers {got}, expected all at version {v}"
     ptr = json.loads(S3.body(f"{base}/weights_manifest.json"))
     ver = json.loads(S3.body(f"{base}/{v}/weights_manifest.json"))
@@ -699,6 +701,191 @@ def multipart_sample(reqs):
 def sweep_multipart():
     case = Case("multipart", BIG, BIG_ARGS, 200)
     run_sweep(case, ("before", "after", "503"), multipart_sample)
+
+
+# --- daemons ---------------------------------------------------------------------------
+
+def credentials_file(path):
+    with open(path, "w") as f:
+        f.write("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n" % (
+            RGW.env["AWS_ACCESS_KEY_ID"], RGW.env["AWS_SECRET_ACCESS_KEY"]))
+    os.chmod(path, 0o600)
+    return path
+
+
+def s3_daemon_env(label, prefix, **watch_opts):
+    """A daemon_util.Env with one watch serving s3://BUCKET/prefix (model m)."""
+    env = DU.Env(label)
+    env.top["s3"] = {"endpoint": RGW.endpoint, "region": RGW.env.get("AWS_REGION", "us-east-1"),
+                     "path_style": True,
+                     "credentials_file": credentials_file(env.path("aws-credentials"))}
+    watch_opts.setdefault("model", "m")
+    w = env.watch(_serve_text=target(prefix), **watch_opts)
+    return env, w
+
+
+class BundleMaker:
+    """Distinct float32 .npz bundles of a given size, cut from one random pool
+    (cheap to make); each written outside the drop folder, then renamed in."""
+
+    def __init__(self, root, rng, max_mib):
+        self.root, self.rng = root, rng
+        os.makedirs(root, exist_ok=True)
+        self.pool = np.random.default_rng(rng.getrandbits(64)).standard_normal(
+            max_mib * 256 * 1024 + 4096, dtype=np.float32)
+
+    def make(self, name, mib):
+        n = mib * 256 * 1024
+        start = self.rng.randrange(4096)
+        cut = self.rng.randrange(n // 4, 3 * n // 4)
+        path = os.path.join(self.root, name)
+        with open(path, "wb") as f:
+            np.savez(f, **{"layer1/w": self.pool[start:start + cut],
+                           "layer2/w": self.pool[start + cut:start + n],
+                           "step": np.array([self.rng.getrandbits(31)], np.int32)})
+        return path, DU.sha256_file(path)
+
+
+class CurrentSampler:
+    """Reads prefix/m/current over and over in a thread: it must never move back."""
+
+    def __init__(self, prefix):
+        self.prefix, self.samples, self.errors = prefix, [], []
+        self.stop_flag = False
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        while not self.stop_flag:
+            try:
+                c = pointer_versions(self.prefix)["current"]
+                if c is not None:
+                    self.samples.append(c)
+            except (OSError, AssertionError, ValueError) as e:
+                self.errors.append(str(e))
+            time.sleep(0.02)
+
+    def stop(self):
+        self.stop_flag = True
+        self.thread.join(5)
+
+    def check(self):
+        back = [(a, b) for a, b in zip(self.samples, self.samples[1:]) if b < a]
+        assert not back, f"current moved backwards {back[:5]} in {len(self.samples)} samples"
+        assert not self.errors, f"reading the pointers failed: {self.errors[:3]}"
+
+
+PUBLISHED = re.compile(r"\] published (\S+) version (\d+) from (\S+) \(")
+
+
+# --- 2. kill -9 of a daemon publishing to S3 ----------------------------------------------
+
+@check("2 kill -9 of a daemon publishing to s3:// in a loop: every bundle once, in order, "
+       "nothing incomplete or stranded")
+def daemon_kill_loop():
+    rng = random.Random(ARGS.seed)
+    prefix = "kill"
+    t0 = time.monotonic()
+    env, w = s3_daemon_env("kill", prefix, keep_versions=1000, shard_size="1MiB",
+                           settle="100ms", rescan="1s")
+    with env:
+        env.top["shutdown_timeout"] = "1500ms"
+        env.write_config()
+        maker = BundleMaker(env.path("outside"), rng, 40)
+        dropped = []  # (seq, name, digest) in drop order
+        stats = {"kills": 0, "processing": 0, "incomplete": 0, "down_drops": 0}
+        sampler = CurrentSampler(prefix)
+
+        def drop():
+            seq = len(dropped) + 1
+            name = f"{seq:03d}-bundle.npz"
+            path, digest = maker.make(name, rng.randint(20, 40))
+            if dropped:
+                time.sleep(0.03)  # distinct arrival times
+            os.rename(path, os.path.join(w.drop, name))
+            dropped.append((seq, name, digest))
+
+        for i in range(ARGS.kills):
+            if rng.random() < 0.25:
+                drop()
+                stats["down_drops"] += 1
+            d = env.start(write=False, ready=False)
+            d.wait_ready(timeout=30)
+            for _ in range(rng.randint(1, 3)):
+                drop()
+            # Most kills land while a bundle is claimed and uploading (a 20-40
+            # MiB publish takes about a second); some a little later.
+            d.wait(lambda: w.processing(), 10, "a claim")
+            time.sleep(rng.uniform(0, 1.0))
+            d.check(not d.exited(), f"round {i + 1}: the daemon exited by itself ({d.rc})")
+            busy = bool(w.processing())
+            d.kill9()
+            d.check(d.rc == -signal.SIGKILL, f"round {i + 1}: exit {d.rc} after kill -9")
+            d.check_sanitizers()
+            d.cleanup()
+            stats["kills"] += 1
+            stats["processing"] += busy
+            left = [v for v, n in model_versions(prefix).items() if "publish.json" not in n]
+            stats["incomplete"] += bool(left)
+            log(f"round {i + 1}: kill -9 after {time.time() - d.started_at:.2f}s, "
+                f"processing {w.processing()}, incomplete versions {left}")
+        t_loop = time.monotonic() - t0
+
+        # A last daemon does what is left, then stops cleanly.
+        d = env.start(write=False)
+        names = [n for _, n, _ in dropped]
+        d.wait(lambda: sorted(w.done()) == names and not w.processing(), 240,
+               f"all {len(names)} bundles in done/ (done {len(w.done())}, processing "
+               f"{w.processing()}, failed {w.failed()})", interval=0.2)
+        d.stop(timeout=30)
+        sampler.stop()
+        t_drain = time.monotonic() - t0 - t_loop
+
+        d.check(w.failed() == [], f"failed/ holds {w.failed()}")
+        d.check(w.processing() == [], f"processing/ holds {w.processing()}")
+        d.check([n for n in os.listdir(w.drop) if n != ".weightdrop"] == [],
+                f"left in the drop folder: {os.listdir(w.drop)}")
+        for seq, name, digest in dropped:
+            d.check(DU.sha256_file(w.sub("done", name)) == digest,
+                    f"done/{name} differs from what was dropped")
+        check_clean(prefix)
+        complete = complete_versions(prefix)
+        src = sources(prefix, complete)
+        by_digest = {digest: (seq, name) for seq, name, digest in dropped}
+        strange = {v: s for v, s in src.items() if s not in by_digest}
+        d.check(not strange, f"versions from bundles never dropped: {strange}")
+        twice = {}
+        for v, s in src.items():
+            twice.setdefault(by_digest[s][1], []).append(v)
+        twice = {n: vs for n, vs in twice.items() if len(vs) > 1}
+        logs = "\n".join(x.log() for x in env.daemons)
+        d.check(not twice, f"published more than once (versions per bundle): {twice}")
+        lost = [n for _, n, digest in dropped if digest not in set(src.values())]
+        d.check(not lost, f"bundles in done/ but in no version: {lost}")
+        order = [by_digest[src[v]][0] for v in complete]
+        d.check(order == sorted(order), f"versions not in arrival order: version -> drop "
+                f"number {list(zip(complete, order))}")
+        check_pointers(prefix, complete[-1], model_json=False)
+        d.check(pointer_versions(prefix)["current"] == max(complete), "current is not the newest")
+        sampler.check()
+        for v in complete:
+            verify_ok(prefix, version=v)
+        verify_ok(prefix)
+        # The logs too: no bundle logged as published twice.
+        per_bundle = {}
+        for m in PUBLISHED.finditer(logs):
+            per_bundle.setdefault(os.path.basename(m.group(3)), set()).add(int(m.group(2)))
+        again = {n: sorted(vs) for n, vs in per_bundle.items() if len(vs) > 1}
+        d.check(not again, f"the logs show bundles published twice: {again}")
+        made_current = logs.count("made it current")
+        unchanged = len(re.findall(r" unchanged: ", logs))
+        note(f"2: seed {ARGS.seed}: {stats['kills']} kill -9, {stats['processing']} with a "
+             f"bundle in processing/, {stats['incomplete']} leaving an incomplete version in "
+             f"the bucket; {len(dropped)} bundles ({stats['down_drops']} dropped while down), "
+             f"versions {complete[0]}..{complete[-1]} ({len(complete)} complete); logs: "
+             f"{made_current} complete-not-current made current, {unchanged} unchanged; "
+             f"{len(sampler.samples)} samples of current, never backwards")
+        note(f"2: time {t_loop:.1f}s of kills, {t_drain:.1f}s to drain")
 
 
 # --- runner ----------------------------------------------------------------------------
