@@ -782,7 +782,9 @@ Result<PublishResult> S3Store::Publish(const PublishRequest& req, const Producer
   Result<int> now = MovePointers(model, p, /*forward_only=*/true);
   if (!now.ok()) {
     return now.status().WithContext(ModelLocation(model) + ": version " + std::to_string(v) +
-                                    " was written but could not be made current");
+                                    " was written, but moving the pointers to it failed: "
+                                    "each names this version or the previous one, both "
+                                    "complete; publishing again realigns them");
   }
   if (*now != v) {
     result.warnings.push_back("version " + std::to_string(v) + " was written, but version " +
