@@ -861,7 +861,10 @@ def daemon_publish():
         st, _, body = fetch_public(rec["argv"][0])
         d.check(st == 200 and body == S3.body("c9a/m/weights_manifest.json"),
                 f"the hook's URL does not serve the pointer manifest (HTTP {st})")
-        status = d.wait(lambda: _store_status(env, "c9a"), 10, "the store in status.json")
+        # status.json is rewritten ~100 ms after the publish ends: an earlier
+        # write (from start-up) has the store with its first listing only.
+        status = d.wait(lambda: (_store_status(env, "c9a") or {}).get("bytes_uploaded") and
+                        _store_status(env, "c9a"), 10, "the publish's uploads in status.json")
         d.check(status["bytes_uploaded"] > 0 and status["requests"] > 0 and
                 not status["last_error"], f"status.json stores entry {status}")
         models = env.status().get("models", {})
