@@ -40,6 +40,22 @@ if [ "${#s3missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
     "${s3missing[@]}" >/dev/null
 fi
+# The .deb (scripts/build-deb.sh: dpkg-buildpackage, lintian), the web
+# server and the browser of the nginx and browser tests. Without
+# recommends: chromium's pull in desktop integration the tests do not use.
+# Installing nginx does not start it (the tests start their own, on
+# loopback, and stop it by pid).
+webpkgs=(dpkg-dev debhelper lintian nginx chromium)
+webmissing=()
+for p in "${webpkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || webmissing+=("$p")
+done
+if [ "${#webmissing[@]}" -gt 0 ]; then
+  echo "== installing: ${webmissing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "${webmissing[@]}" >/dev/null
+fi
 if [ ! -d tests/tfjs/node_modules/@tensorflow/tfjs-converter ]; then
   echo "== npm ci (tests/tfjs: pinned @tensorflow/tfjs-core, tfjs-backend-cpu, tfjs-converter)"
   (cd tests/tfjs && npm ci --no-audit --no-fund --loglevel=error)
