@@ -43,8 +43,7 @@ fi
 # The .deb (scripts/build-deb.sh: dpkg-buildpackage, lintian), the web
 # server and the browser of the nginx and browser tests. Without
 # recommends: chromium's pull in desktop integration the tests do not use.
-# Installing nginx does not start it (the tests start their own, on
-# loopback, and stop it by pid).
+# The tests start their own nginx, on loopback, and stop it by pid.
 webpkgs=(dpkg-dev debhelper lintian nginx chromium)
 webmissing=()
 for p in "${webpkgs[@]}"; do
@@ -53,8 +52,17 @@ done
 if [ "${#webmissing[@]}" -gt 0 ]; then
   echo "== installing: ${webmissing[*]}"
   $SUDO apt-get update -qq
+  # Installing nginx starts it (as root, on port 80) unless policy-rc.d
+  # says no: say no for this install only, where nothing else does.
+  own_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod 755 /usr/sbin/policy-rc.d
+    own_policy=1
+  fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
     "${webmissing[@]}" >/dev/null
+  [ -z "$own_policy" ] || $SUDO rm -f /usr/sbin/policy-rc.d
 fi
 if [ ! -d tests/tfjs/node_modules/@tensorflow/tfjs-converter ]; then
   echo "== npm ci (tests/tfjs: pinned @tensorflow/tfjs-core, tfjs-backend-cpu, tfjs-converter)"
