@@ -58,19 +58,27 @@ check "the unit runs /usr/bin/weightdrop on /etc/weightdrop/weightdrop.yaml" \
 check "the unit names the man page and the installed docs" bash -c "
   grep -qx 'Documentation=man:weightdrop(1)' '$scratch/root/lib/systemd/system/weightdrop.service' &&
   grep -qx 'Documentation=file:///usr/share/doc/weightdrop/operations.md' '$scratch/root/lib/systemd/system/weightdrop.service'"
-check "postinst creates the users and folders, enables and starts the unit" bash -c "
-  p='$scratch/control/postinst'
-  grep -q 'systemd-sysusers.*weightdrop.conf' \"\$p\" &&
-  grep -q 'systemd-tmpfiles --create.*weightdrop.conf' \"\$p\" &&
-  grep -q 'deb-systemd-helper.*enable.*weightdrop.service' \"\$p\" &&
-  grep -Eq 'deb-systemd-invoke (\\\$_dh_action|start|restart)' \"\$p\""
-check "an upgrade restarts the service; prerm stops it only on remove" bash -c "
-  grep -q '_dh_action=restart' '$scratch/control/postinst' &&
-  grep -q '\"\$1\" = remove' '$scratch/control/prerm'"
-check "remove stops the service; purge removes the config and state, keeps /srv" bash -c "
-  grep -q 'deb-systemd-invoke stop.*weightdrop.service' '$scratch/control/prerm' &&
-  grep -q 'rm -rf /var/lib/weightdrop /etc/weightdrop' '$scratch/control/postrm' &&
-  ! grep -q '/srv' '$scratch/control/postrm'"
+postinst_sets_up() {
+  local p="$scratch/control/postinst"
+  grep -q 'systemd-sysusers .*weightdrop.conf' "$p" &&
+    grep -q 'systemd-tmpfiles .*--create weightdrop.conf' "$p" &&
+    grep -q "deb-systemd-helper enable 'weightdrop.service'" "$p" &&
+    grep -qF "deb-systemd-invoke \$_dh_action 'weightdrop.service'" "$p"
+}
+check "postinst creates the users and folders, enables and starts the unit" postinst_sets_up
+upgrade_restarts() {
+  # dh_installsystemd --restart-after-upgrade: postinst restarts when it
+  # is given the old version ($2), and prerm stops only on remove.
+  grep -q '_dh_action=restart' "$scratch/control/postinst" &&
+    grep -qF '[ "$1" = remove ]' "$scratch/control/prerm" &&
+    grep -q "deb-systemd-invoke stop 'weightdrop.service'" "$scratch/control/prerm"
+}
+check "an upgrade restarts the service; remove stops it" upgrade_restarts
+purge_keeps_srv() {
+  grep -qx '    rm -rf /var/lib/weightdrop /etc/weightdrop' "$scratch/control/postrm" &&
+    ! grep -Eq '^[^#]*(rm|find|delete).*/srv' "$scratch/control/postrm"
+}
+check "purge removes the config and state, never /srv/weightdrop" purge_keeps_srv
 check "Depends names the shared libraries and systemd's sysusers" bash -c "
   d=\$(dpkg-deb -f '$deb' Depends); echo \"\$d\"
   for lib in libuv1 libyaml-cpp libspdlog libzip libcurl libssl libtinyxml2; do
@@ -90,17 +98,26 @@ check "the man page's version is the package's" bash -c "
 man_covers() {
   local missing=""
   local cmds
-  cmds="$("$bin" --help | awk '/^SUBCOMMANDS:/{s=1;next} s&&/^  [a-z]/{print $1}')"
+  cmds="$("$bin" --help | awk '/^Subcommands:/{s=1;next} s&&/^  [a-z]/{print $1}')"
   [ -n "$cmds" ] || { echo "no commands found in --help"; return 1; }
   for c in $cmds; do
     grep -q "weightdrop $c" <<<"$man_text" || missing+=" command:$c"
     for opt in $("$bin" "$c" --help | grep -oE -- '--[a-z][a-z-]+' | sort -u); do
-      grep -q -- "$opt" <<<"$man_text" || missing+=" $c:$opt"
+      grep -qE -- "${opt}([^a-z-]|\$)" <<<"$man_text" || missing+=" $c:$opt"
     done
   done
   [ -z "$missing" ] || { echo "not in docs/weightdrop.1:$missing"; return 1; }
 }
 check "the man page has every command and option of --help" man_covers
+docs_name_version() {
+  # README and operations.md give the file name of the .deb to install.
+  local v root; v="$("$bin" --version | awk '{print $2}')"
+  root="$(cd "$(dirname "$0")/../.." && pwd)"
+  grep -q "weightdrop_${v}_amd64.deb" "$root/README.md" &&
+    grep -q "weightdrop_${v}_amd64.deb" "$root/docs/operations.md" ||
+    { echo "README.md or docs/operations.md does not name weightdrop_${v}_amd64.deb"; return 1; }
+}
+check "the docs name this version's .deb" docs_name_version
 
 if command -v lintian >/dev/null; then
   changes="$(ls "$dir"/weightdrop_*.changes | sort -V | tail -n1)"
