@@ -3,6 +3,7 @@
 
 Usage: /usr/bin/python3 s3_fault_test.py --binary PATH [--seed S] [--kills N]
                                          [--filter SUBSTR] [--jobs J] [--points N,N]
+                                         [--sample K]
                                          [--strict-verify] [--keep] [-v]
 
 1. A sweep: a byte-forwarding TCP proxy (FaultProxy) sits between the CLI
@@ -23,7 +24,8 @@ Usage: /usr/bin/python3 s3_fault_test.py --binary PATH [--seed S] [--kills N]
    no incomplete version and no multipart upload is left. A second sweep
    does the same with a >16 MiB shard, so multipart requests are swept too.
    Sweep points run in parallel (--jobs), each with its own proxy and prefix;
-   --points N,N reruns only those request indices.
+   --points N,N reruns only those request indices; --sample K runs every
+   K-th point (the sanitizer build, where each point costs several times more).
    A fault between two pointer writes leaves the pointers split (formats.md:
    each names the old or the new version, both complete; the next publish
    realigns them): `verify M` must then report the pointers and nothing
@@ -652,6 +654,8 @@ def run_sweep(case, modes, points):
                    for i, r in enumerate(reqs, 1)))
     jobs = [(mode, n) for mode in modes for n in points(reqs)[mode]
             if not ARGS.points or n in ARGS.points]
+    if ARGS.sample > 1:  # every K-th point, from an offset the seed picks
+        jobs = jobs[ARGS.seed % ARGS.sample::ARGS.sample]
     t0 = time.monotonic()
     results, failures = {}, []
     with concurrent.futures.ThreadPoolExecutor(ARGS.jobs) as ex:
@@ -1005,6 +1009,8 @@ def main():
     ap.add_argument("--kills", type=int, default=KILLS, help=f"kill -9 rounds (default {KILLS})")
     ap.add_argument("--jobs", type=int, default=8, help="sweep points run at once (default 8)")
     ap.add_argument("--filter", default="", help="run only checks whose name contains this")
+    ap.add_argument("--sample", type=int, default=1,
+                    help="run every K-th sweep point only (the sanitizer build: K=3)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch folders")
     ap.add_argument("--points", type=lambda t: {int(x) for x in t.split(",")}, default=None,
                     help="sweep only these request indices (N,N,...), to reproduce one")
