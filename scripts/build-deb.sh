@@ -6,7 +6,8 @@
 # dpkg-buildpackage writes its results next to the source folder and
 # leaves debian/ build state behind. OUTDIR receives
 # weightdrop_<version>_<arch>.deb, the -dbgsym .deb, .buildinfo and
-# .changes; lintian's verdict is printed and saved as OUTDIR/lintian.txt.
+# .changes and build.log; lintian's verdict is printed and saved as
+# OUTDIR/lintian.txt.
 #
 #   WD_DEB_VERSION=V    package as version V (a changelog entry is added to
 #                       the copy; the upgrade test builds a second version)
@@ -42,7 +43,15 @@ fi
 
 export DEB_BUILD_OPTIONS="${DEB_BUILD_OPTIONS:-parallel=$(nproc)}"
 export WD_WERROR="${WD_WERROR:-OFF}"
-(cd "$work/weightdrop" && dpkg-buildpackage -us -uc -b)
+# The build's full log (every compiler line) goes to OUTDIR/build.log; its
+# end is shown when it fails.
+echo "build-deb: dpkg-buildpackage -us -uc -b (DEB_BUILD_OPTIONS=$DEB_BUILD_OPTIONS; log: $out/build.log)"
+if ! (cd "$work/weightdrop" && dpkg-buildpackage -us -uc -b) > "$out/build.log" 2>&1; then
+  tail -n 150 "$out/build.log" >&2
+  echo "build-deb: dpkg-buildpackage failed (whole log: $out/build.log)" >&2
+  exit 1
+fi
+grep -E '^(dpkg-deb: building|[0-9]+% tests passed|.*tests? failed out of)' "$out/build.log" || true
 
 version="$(cd "$work/weightdrop" && dpkg-parsechangelog -S Version)"
 arch="$(dpkg --print-architecture)"
