@@ -55,3 +55,8 @@ if [ ! -d tests/tfjs/node_modules/@tensorflow/tfjs-converter ]; then
   echo "== npm ci (tests/tfjs: pinned @tensorflow/tfjs-core, tfjs-backend-cpu, tfjs-converter)"
   (cd tests/tfjs && npm ci --no-audit --no-fund --loglevel=error)
 fi
+if [ ! -d tests/browser/node_modules/puppeteer-core ]; then
+  # puppeteer-core drives Debian's /usr/bin/chromium: no browser download.
+  echo "== npm ci (tests/browser: pinned puppeteer-core, @tensorflow/tfjs)"
+  (cd tests/browser && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+fi
