@@ -10,11 +10,13 @@ into a serve folder; scripts/nginx.sh starts /usr/sbin/nginx on 127.0.0.1
 with docs/nginx.conf (only `root` and `listen` changed) on that folder. Then:
 every header rule of the conf is checked with real requests (urllib):
 caching of version files and pointers, CORS with a preflight, MIME types,
-gzip, no dotfiles, no `current`, no listings; and two tfjs-core 4.22
-clients (tests/tfjs/http_load.mjs: tf.io.loadWeights on the pointer
-manifest, tf.io.http on model.json) load the model back to back through
-nginx while the daemon publishes five more versions of it: every load must
-succeed, and each load's values must all be those of one version.
+gzip, no dotfiles, no `current`, no listings. The file, installed as
+docs/operations.md says into a copy of Debian's /etc/nginx, must pass
+`nginx -T` without a warning. Then two tfjs-core 4.22 clients
+(tests/tfjs/http_load.mjs: tf.io.loadWeights on the pointer manifest,
+tf.io.http on model.json) load the model back to back through nginx while
+the daemon publishes five more versions of it: every load must succeed,
+and each load's values must all be those of one version.
 
 Exit 77 (ctest SKIP) when nginx is not installed (`scripts/nginx.sh
 available`). Otherwise the last line is "N passed, M failed"; exit 1 when
@@ -40,7 +42,7 @@ import numpy as np
 sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import checks  # noqa: E402
-from checks import check, note  # noqa: E402
+from checks import Skip, check, note  # noqa: E402
 import daemon_util as U  # noqa: E402
 from tfjs_test import REPO, TFJS_DIR, ensure_node_modules  # noqa: E402
 
@@ -370,6 +372,50 @@ def gzipped():
            f"{shard}: a shard must be sent as is", r)
 
 
+@check("08 installed as documented into a copy of Debian's /etc/nginx: nginx -t accepts it, "
+       "without a warning")
+def debian_layout():
+    etc = "/etc/nginx"
+    if not os.path.isfile(os.path.join(etc, "nginx.conf")):
+        raise Skip(f"no {etc}/nginx.conf")
+    root = STATE["env"].path("etc-nginx")
+    shutil.copytree(etc, root, symlinks=True)
+    # docs/operations.md, "Serving with nginx": copy, set root, link, drop
+    # the default site.
+    site = os.path.join(root, "sites-available", "weightdrop")
+    with open(os.path.join(REPO, "docs", "nginx.conf")) as f:
+        text = f.read()
+    assert text.count("    root /srv/weightdrop/serve;\n") == 1, "no `root` line to set"
+    U.write_file(site, text.replace("    root /srv/weightdrop/serve;\n",
+                                    f"    root {STATE['watch'].serve};\n"))
+    os.symlink("../sites-available/weightdrop", os.path.join(root, "sites-enabled", "weightdrop"))
+    if os.path.lexists(os.path.join(root, "sites-enabled", "default")):
+        os.remove(os.path.join(root, "sites-enabled", "default"))
+    # The copy in place of /etc/nginx, its logs and pid file beside it.
+    for dirpath, _, names in os.walk(root):
+        for path in (os.path.join(dirpath, n) for n in names):
+            if os.path.islink(path):
+                continue
+            with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                conf = f.read()
+            moved = (conf.replace("/etc/nginx/", root + "/")
+                     .replace("/var/log/nginx/", root + "/log-")
+                     .replace("/run/nginx.pid", root + "/nginx.pid"))
+            if moved != conf:
+                with open(path, "w", encoding="utf-8", errors="surrogateescape") as f:
+                    f.write(moved)
+    # -T: test, then print every file read, so we see that ours was.
+    p = subprocess.run(["/usr/sbin/nginx", "-T", "-p", root, "-c", os.path.join(root, "nginx.conf"),
+                        "-e", os.path.join(root, "log-error.log")],
+                       capture_output=True, text=True, timeout=TIMEOUT)
+    out = (p.stdout + p.stderr).strip()
+    assert p.returncode == 0, f"nginx -t rejects the installed conf:\n      {out}"
+    warnings = [ln for ln in p.stderr.splitlines() if "[warn]" in ln or "[emerg]" in ln]
+    assert not warnings, "nginx -t warns:\n      " + "\n      ".join(warnings)
+    assert f"# configuration file {root}/sites-enabled/weightdrop:" in p.stdout, \
+        f"nginx did not read sites-enabled/weightdrop:\n      {p.stderr}"
+
+
 # --- checks: tfjs while the daemon publishes ------------------------------------------
 
 class Loader:
@@ -469,7 +515,7 @@ def judge(mode, load):
     return None
 
 
-@check(f"08 tfjs (loadWeights and tf.io.http) loads through nginx while the daemon publishes "
+@check(f"09 tfjs (loadWeights and tf.io.http) loads through nginx while the daemon publishes "
        f"{VERSIONS - 1} versions: all succeed, each on one version")
 def loads_during_publishes():
     stop_file = STATE["env"].path("http_load.stop")
