@@ -54,3 +54,12 @@ def run(name_filter=""):
 def print_notes():
     for n in NOTES:
         print(f"note: {n}")
+
+
+def finish(t0, passed, failed, skipped=None):
+    """Prints the notes, the run's time since t0 and the verdict line that
+    every script ends with; returns the exit code (1 when a check failed)."""
+    print_notes()
+    print(f"({time.monotonic() - t0:.1f}s" + (f", {skipped} skipped)" if skipped is not None else ")"))
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0

@@ -1538,10 +1538,7 @@ def main():
     passed, failed, _ = checks.run(args.filter)
     for sb, _ in _golden_cache.values():
         sb.close()
-    checks.print_notes()
-    print(f"({time.monotonic() - t0:.1f}s)")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return checks.finish(t0, passed, failed)
 
 
 if __name__ == "__main__":

@@ -1576,10 +1576,7 @@ def main():
             shutil.rmtree(U.BASE, ignore_errors=True)
         elif U.BASE:
             print(f"kept {U.BASE}")
-    checks.print_notes()
-    print(f"({time.monotonic() - t0:.1f}s, {skipped} skipped)")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return checks.finish(t0, passed, failed, skipped)
 
 
 if __name__ == "__main__":

@@ -1020,46 +1020,22 @@ def main():
     ap.add_argument("-v", "--verbose", action="store_true")
     ARGS = ap.parse_args()
     BINARY = os.path.abspath(ARGS.binary)
-    if not os.access(BINARY, os.X_OK):
-        print(f"s3_fault_test: {BINARY} is not an executable", file=sys.stderr)
-        return 2
-    ok, msg = s3_util.rgw_available()
-    if not ok:
-        print(f"SKIP: no Ceph RGW here (scripts/rgw.sh available: {msg})")
-        return 77
-    for k in [k for k in os.environ if k.startswith("AWS_")]:
-        del os.environ[k]
+    skip = s3_util.skip_reason(BINARY, "s3_fault_test")
+    if skip:
+        print(skip[1], file=sys.stderr if skip[0] == 2 else sys.stdout)
+        return skip[0]
     DU.BINARY = BINARY
     DU.KEEP = ARGS.keep
     print(f"seed {ARGS.seed}, {ARGS.kills} kills", flush=True)
     TMP = tempfile.mkdtemp(prefix="wd_s3f_")
     t0 = time.monotonic()
-    RGW = s3_util.Rgw()
-    failed = passed = 0
-    try:
-        RGW.start()
-        note(f"RGW started in {time.monotonic() - t0:.1f}s at {RGW.endpoint} ({RGW.dir})")
-        S3 = RGW.client()
-        passed, failed, _ = checks.run(ARGS.filter)
-    finally:
-        t1 = time.monotonic()
-        try:
-            RGW.stop()
-        except Exception as e:  # report, but the run's verdict stands
-            print(f"FAIL stopping the RGW: {e}")
-            failed += 1
-        note(f"RGW stopped in {time.monotonic() - t1:.1f}s")
-        if not ARGS.keep:
-            shutil.rmtree(TMP, ignore_errors=True)
-            if DU.BASE:
-                shutil.rmtree(DU.BASE, ignore_errors=True)
-            shutil.rmtree(RGW.dir, ignore_errors=True)
-        else:
-            print(f"kept {TMP} {DU.BASE or ''} {RGW.dir}")
-    checks.print_notes()
-    print(f"({time.monotonic() - t0:.1f}s)")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+
+    def started(rgw):
+        global RGW, S3
+        RGW, S3 = rgw, rgw.client()
+    passed, failed = s3_util.run_with_rgw(ARGS.filter, ARGS.keep, started,
+                                          lambda: [TMP, DU.BASE])
+    return checks.finish(t0, passed, failed)
 
 
 if __name__ == "__main__":

@@ -947,45 +947,21 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
     args = ap.parse_args()
     BINARY = os.path.abspath(args.binary)
-    if not os.access(BINARY, os.X_OK):
-        print(f"s3_test: {BINARY} is not an executable", file=sys.stderr)
-        return 2
-    ok, msg = s3_util.rgw_available()
-    if not ok:
-        print(f"SKIP: no Ceph RGW here (scripts/rgw.sh available: {msg})")
-        return 77
-    # The test's own environment must not leak a developer's AWS settings
-    # into the daemons it starts (the CLI gets cli_env() explicitly).
-    for k in [k for k in os.environ if k.startswith("AWS_")]:
-        del os.environ[k]
+    skip = s3_util.skip_reason(BINARY, "s3_test")
+    if skip:
+        print(skip[1], file=sys.stderr if skip[0] == 2 else sys.stdout)
+        return skip[0]
     DU.BINARY = BINARY
     TMP = tempfile.mkdtemp(prefix="wd_s3_")
     t0 = time.monotonic()
-    RGW = s3_util.Rgw()
-    failed = passed = 0
-    try:
-        RGW.start()
-        note(f"RGW started in {time.monotonic() - t0:.1f}s at {RGW.endpoint} ({RGW.dir})")
-        S3 = RGW.client()
+
+    def started(rgw):
+        global RGW, S3
+        RGW, S3 = rgw, rgw.client()
         ensure_public()
-        passed, failed, _ = checks.run(args.filter)
-    finally:
-        t1 = time.monotonic()
-        try:
-            RGW.stop()
-        except Exception as e:  # report, but the run's verdict stands
-            print(f"FAIL stopping the RGW: {e}")
-            failed += 1
-        note(f"RGW stopped in {time.monotonic() - t1:.1f}s")
-        if not args.keep:
-            shutil.rmtree(TMP, ignore_errors=True)
-            if DU.BASE:
-                shutil.rmtree(DU.BASE, ignore_errors=True)
-            shutil.rmtree(RGW.dir, ignore_errors=True)
-    checks.print_notes()
-    print(f"({time.monotonic() - t0:.1f}s)")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    passed, failed = s3_util.run_with_rgw(args.filter, args.keep, started,
+                                          lambda: [TMP, DU.BASE])
+    return checks.finish(t0, passed, failed)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,14 @@ import hmac
 import http.client
 import os
 import re
+import shutil
 import subprocess
 import tempfile
+import time
 import urllib.parse
 import xml.etree.ElementTree as ET
+
+import checks
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RGW_SH = os.path.join(REPO, "scripts", "rgw.sh")
@@ -214,3 +218,48 @@ class S3:
         md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
         r = self.request("PUT", "", {"cors": ""}, body=body, headers={"content-md5": md5})
         assert r.status in (200, 204), f"PUT ?cors: {r}"
+
+
+def skip_reason(binary, script):
+    """Why a script cannot run here, as (exit code, message), or None: the
+    binary must be executable (2) and the Ceph binaries installed (77, the
+    ctest skip). Also clears AWS_* from the environment, so a developer's
+    settings never leak into the daemons a test starts."""
+    if not os.access(binary, os.X_OK):
+        return 2, f"{script}: {binary} is not an executable"
+    ok, msg = rgw_available()
+    if not ok:
+        return 77, f"SKIP: no Ceph RGW here (scripts/rgw.sh available: {msg})"
+    for k in [k for k in os.environ if k.startswith("AWS_")]:
+        del os.environ[k]
+    return None
+
+
+def run_with_rgw(name_filter, keep, started, scratch):
+    """Starts a real RGW, calls started(rgw) (where a script keeps its
+    handles), runs the registered checks, and always stops the RGW, which
+    counts as a failure if it does not stop. scratch() lists the folders to
+    remove afterwards, or to name when keep. Returns (passed, failed)."""
+    t0 = time.monotonic()
+    rgw = Rgw()
+    passed = failed = 0
+    try:
+        rgw.start()
+        checks.note(f"RGW started in {time.monotonic() - t0:.1f}s at {rgw.endpoint} ({rgw.dir})")
+        started(rgw)
+        passed, failed, _ = checks.run(name_filter)
+    finally:
+        t1 = time.monotonic()
+        try:
+            rgw.stop()
+        except Exception as e:  # report, but the run's verdict stands
+            print(f"FAIL stopping the RGW: {e}")
+            failed += 1
+        checks.note(f"RGW stopped in {time.monotonic() - t1:.1f}s")
+        dirs = [d for d in list(scratch()) + [rgw.dir] if d]
+        if keep:
+            print("kept " + " ".join(dirs))
+        else:
+            for d in dirs:
+                shutil.rmtree(d, ignore_errors=True)
+    return passed, failed
