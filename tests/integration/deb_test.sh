@@ -32,11 +32,12 @@ dpkg-deb -x "$deb" "$scratch/root"
 dpkg-deb -e "$deb" "$scratch/control"
 
 has() { grep -qx "$1" "$scratch/contents" || { echo "missing: $1"; return 1; }; }
-check "binary, unit, sysusers.d, tmpfiles.d, config, man page, docs installed" \
+check "binary, unit, sysusers.d, tmpfiles.d, config, man page, nginx.conf, docs installed" \
   bash -c "$(declare -f has); scratch='$scratch'
     has /usr/bin/weightdrop && has /lib/systemd/system/weightdrop.service &&
     has /usr/lib/sysusers.d/weightdrop.conf && has /usr/lib/tmpfiles.d/weightdrop.conf &&
     has /etc/weightdrop/weightdrop.yaml && has /usr/share/man/man1/weightdrop.1.gz &&
+    has /usr/share/doc/weightdrop/examples/nginx.conf &&
     has /usr/share/doc/weightdrop/copyright && has /usr/share/doc/weightdrop/changelog.gz"
 check "docs: README, operations, configuration, formats" \
   bash -c "ls '$scratch/root/usr/share/doc/weightdrop/' | grep -q '^README.md' &&
