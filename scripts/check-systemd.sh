@@ -32,7 +32,7 @@ trap 'rm -rf "$scratch"' EXIT
 # template; either way ExecStart runs the binary just built.
 unit="$scratch/weightdrop.service"
 if [ -f "$build/systemd/weightdrop.service" ]; then
-  sed -E "s|^ExecStart=[^ ]+|ExecStart=$bin|" "$build/systemd/weightdrop.service" > "$unit"
+  sed -E "s|^(Exec[A-Za-z]+)=[^ ]*/weightdrop |\1=$bin |" "$build/systemd/weightdrop.service" > "$unit"
 else
   sed -e "s|@CMAKE_INSTALL_FULL_BINDIR@/weightdrop|$bin|" \
       -e "s|@CMAKE_INSTALL_FULL_SYSCONFDIR@|/etc|" \

@@ -59,6 +59,18 @@ check "the unit runs /usr/bin/weightdrop on /etc/weightdrop/weightdrop.yaml" \
 check "the unit names the man page and the installed docs" bash -c "
   grep -qx 'Documentation=man:weightdrop(1)' '$scratch/root/lib/systemd/system/weightdrop.service' &&
   grep -qx 'Documentation=file:///usr/share/doc/weightdrop/operations.md' '$scratch/root/lib/systemd/system/weightdrop.service'"
+unit_docs_exist() {
+  local d missing=""
+  for d in $(sed -n 's/^Documentation=//p' "$scratch/root/lib/systemd/system/weightdrop.service"); do
+    case "$d" in
+      file://*) [ -f "$scratch/root${d#file://}" ] || missing+=" $d" ;;
+      man:weightdrop\(1\)) [ -f "$scratch/root/usr/share/man/man1/weightdrop.1.gz" ] || missing+=" $d" ;;
+      *) missing+=" $d (not checked)" ;;
+    esac
+  done
+  [ -z "$missing" ] || { echo "Documentation= names what the package lacks:$missing"; return 1; }
+}
+check "every Documentation= of the unit is in the package" unit_docs_exist
 postinst_sets_up() {
   local p="$scratch/control/postinst"
   grep -q 'systemd-sysusers .*weightdrop.conf' "$p" &&
