@@ -79,13 +79,17 @@ since() {  # since MARK [journalctl args]: the unit's journal from MARK on
 }
 has_since() { has "$(since "$1")" "$2"; }             # has_since MARK REGEX
 # The config as installed, plus: --hook URL (on_publish curls URL/{model}/{version}
-# in the watch "models"), --vision (a second watch), --bogus (an unknown key).
+# in the watch "models", and on_failure logs through systemd-cat as
+# config/weightdrop.yaml shows), --vision (a second watch), --bogus (an
+# unknown key).
 config() {
   cp "$dir/orig.yaml" "$dir/cfg.yaml"
   while [ $# -gt 0 ]; do
     case "$1" in
       --hook) printf '    hooks:\n      on_publish: ["/usr/bin/curl", "-fsS", "-m", "5", "%s/{model}/{version}"]\n' \
-                "$2" >> "$dir/cfg.yaml"; shift ;;
+                "$2" >> "$dir/cfg.yaml"
+              printf '      on_failure: ["/usr/bin/systemd-cat", "-t", "weightdrop-hook", "-p", "warning", "/bin/echo", "bundle {bundle} failed: {error}"]\n' \
+                >> "$dir/cfg.yaml"; shift ;;
       --vision) printf '  - drop: /srv/weightdrop/drop/vision\n    serve: /srv/weightdrop/serve\n    model: "{drop}-{stem}"\n' \
                   >> "$dir/cfg.yaml" ;;
       --bogus) printf 'bogus_key: 1\n' >> "$dir/cfg.yaml" ;;
@@ -139,8 +143,10 @@ echo "booted in $((SECONDS - t_start)) s"
 begin install
 if [ -n "$deb" ]; then
   cp "$deb" "$dir/"
-  out=$(sd dpkg -i "$dir/$(basename "$deb")" 2>&1); rc=$?
-  expect "dpkg -i $(basename "$deb")" eq "$rc" 0
+  # As README.md says: apt installs a local .deb (its dependencies are
+  # installed already: the boot has no network).
+  out=$(sd env DEBIAN_FRONTEND=noninteractive apt-get install -y "$dir/$(basename "$deb")" 2>&1); rc=$?
+  expect "apt-get install ./$(basename "$deb")" eq "$rc" 0
   [ "$rc" -eq 0 ] || echo "$out" | tail -n 20
   expect "postinst enabled the service" eq "$(sd systemctl is-enabled weightdrop 2>&1)" enabled
   expect "postinst started the service" wait_until 10 sd systemctl is-active weightdrop
@@ -246,8 +252,16 @@ expect "uploader drops vision/cat.npz" drop uploader vision cat.npz
 expect "the new watch publishes it as vision-cat" wait_until 20 published vision-cat
 config --vision --bogus
 c=$(mark)
-expect "systemctl reload with an invalid config returns (kill -HUP does)" sd systemctl reload weightdrop
-expect "the daemon logs the error with file:line:col" wait_until 10 has_since "$c" \
+expect "systemctl reload with an invalid config fails (ExecReload runs check-config first)" \
+  not sd systemctl reload weightdrop
+expect "... the journal says why, with file:line:col" wait_until 10 has_since "$c" \
+  '/etc/weightdrop/weightdrop.yaml:[0-9]+:[0-9]+: unknown key .bogus_key.'
+expect "... and the daemon got no SIGHUP" lacks "$(since "$c")" '^SIGHUP: reloading'
+# A file that turned invalid after check-config passed: the daemon itself
+# refuses it and keeps the running config.
+c=$(mark)
+sd systemctl kill -s HUP --kill-who=main weightdrop
+expect "SIGHUP by hand: the daemon logs the error with file:line:col" wait_until 10 has_since "$c" \
   'reload failed, keeping the running configuration: /etc/weightdrop/weightdrop.yaml:[0-9]+:[0-9]+: unknown key .bogus_key.'
 expect "... at priority err" has "$(since "$c" -p err)" 'reload failed'
 expect "service still active, same pid" eq "$(prop ActiveState) $(prop MainPID)" "active $pid0"
@@ -339,6 +353,11 @@ expect "... it goes to failed/" wait_until 20 sd test -f /srv/weightdrop/drop/mo
 wait_until 5 has_since "$c" '^failed bad.npy'
 warn=$(since "$c" -p warning)
 expect "journalctl -u weightdrop -p warning shows 'failed bad.npy: ...'" has "$warn" '^failed bad.npy: '
+# The on_failure hook of config/weightdrop.yaml (systemd-cat -p warning):
+# its line must carry the unit, or `journalctl -u` would not show it.
+warnings_since_c() { since "$c" -p warning; }
+expect "... and the on_failure hook's line (systemd-cat), attributed to the unit" \
+  wait_until 10 has_cmd warnings_since_c '^bundle .*bad.npy failed: '
 all_warn=$(sd journalctl -u weightdrop -b -p warning --no-pager -o cat)
 all_info=$(sd journalctl -u weightdrop -b -p info --no-pager -o cat)
 note "$(grep -c '^published ' <<<"$all_info") publishes this boot at info"
@@ -391,15 +410,48 @@ note "exposure $level"
 expect "exposure $level <= 1.5" awk -v l="${level:-99}" 'BEGIN { exit !(l <= 1.5) }'
 end
 
-# --- 10. remove and purge ---------------------------------------------------------
-begin "dpkg -r keeps data and the conffile; dpkg -P removes /etc/weightdrop"
+# --- 10. upgrade -----------------------------------------------------------------
+begin "upgrade: the operator's config kept (new one as .dpkg-dist), the service restarted"
+if [ -z "$deb" ]; then
+  skip "no .deb (--from-build)"
+else
+  # The next version: the same package under a higher Version whose shipped
+  # config changed too (tests/integration/deb_repack.sh), so dpkg meets
+  # a conffile both sides changed.
+  v1=$(dpkg-deb -f "$deb" Version) v2="$(dpkg-deb -f "$deb" Version)+upgrade1"
+  "$here/deb_repack.sh" "$deb" "$v2" "$dir/weightdrop_${v2}_amd64.deb" >/dev/null
+  sd sh -c 'echo "# edited by the operator" >> /etc/weightdrop/weightdrop.yaml'
+  pid0=$(prop MainPID)
+  c=$(mark)
+  # apt's unattended answer to the conffile question: keep mine.
+  out=$(sd env DEBIAN_FRONTEND=noninteractive apt-get install -y \
+          -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+          "$dir/weightdrop_${v2}_amd64.deb" 2>&1); rc=$?
+  expect "apt-get install ./weightdrop_${v2}_amd64.deb over $v1" eq "$rc" 0
+  [ "$rc" -eq 0 ] || echo "$out" | tail -n 20
+  expect "dpkg: $v2 installed" eq "$(sd dpkg-query -W -f '${Version}' weightdrop)" "$v2"
+  expect "the operator's edit kept in weightdrop.yaml" \
+    sd grep -qx '# edited by the operator' /etc/weightdrop/weightdrop.yaml
+  expect "the new shipped config beside it as weightdrop.yaml.dpkg-dist" \
+    sd grep -q "shipped by weightdrop $v2" /etc/weightdrop/weightdrop.yaml.dpkg-dist
+  restarted_from() { [ "$(prop MainPID)" != "$1" ] && is_active; }
+  expect "restarted by the upgrade: active, new MainPID" wait_until 20 restarted_from "$pid0"
+  expect "journal: Stopping, Started (a restart, not a stop in prerm then a start)" \
+    in_order "$(since "$c")" '^Stopping weightdrop.service' '^Started weightdrop.service'
+  expect "it publishes after the upgrade (upg1)" drop uploader models upg1.npz
+  expect "... upg1 published" wait_until 20 published upg1
+fi
+end
+
+# --- 11. remove and purge ---------------------------------------------------------
+begin "apt remove keeps data and the conffile; apt purge removes /etc/weightdrop"
 if [ -z "$deb" ]; then
   skip "no .deb (--from-build)"
 else
   pkg=$(dpkg-deb -f "$deb" Package)
   expect "the service runs before" is_active
-  out=$(sd dpkg -r "$pkg" 2>&1); rc=$?
-  expect "dpkg -r $pkg" eq "$rc" 0
+  out=$(sd env DEBIAN_FRONTEND=noninteractive apt-get remove -y "$pkg" 2>&1); rc=$?
+  expect "apt-get remove $pkg" eq "$rc" 0
   [ "$rc" -eq 0 ] || echo "$out" | tail -n 20
   expect "service stopped" not sd systemctl is-active weightdrop
   expect "no weightdrop process left" not sd pgrep -x weightdrop
@@ -410,10 +462,12 @@ else
   expect "the edited conffile kept" sd grep -q 'loopback' /etc/weightdrop/weightdrop.yaml
   expect "dpkg: deinstall ok config-files" \
     eq "$(sd dpkg-query -W -f '${Status}' "$pkg")" "deinstall ok config-files"
-  out=$(sd dpkg -P "$pkg" 2>&1); rc=$?
-  expect "dpkg -P $pkg" eq "$rc" 0
+  out=$(sd env DEBIAN_FRONTEND=noninteractive apt-get purge -y "$pkg" 2>&1); rc=$?
+  expect "apt-get purge $pkg" eq "$rc" 0
   [ "$rc" -eq 0 ] || echo "$out" | tail -n 20
   expect "/etc/weightdrop removed" not sd test -e /etc/weightdrop
+  expect "/var/lib/weightdrop (status files) removed" not sd test -e /var/lib/weightdrop
+  expect "/srv/weightdrop kept: the published models are the site's data" published up1
   note "after purge: /srv/weightdrop $(sd test -d /srv/weightdrop && echo kept || echo removed)," \
     "/var/lib/weightdrop $(sd test -d /var/lib/weightdrop && echo kept || echo removed)," \
     "user weightdrop $(sd getent passwd weightdrop >/dev/null && echo kept || echo removed)"
