@@ -46,11 +46,15 @@ install "${pkgs[@]}"
 # one memstore ceph-osd, radosgw on 127.0.0.1) and rclone for the S3
 # benchmark. Without recommends: those pull in ceph-mgr and friends.
 install --no-install-recommends radosgw ceph-mon ceph-osd rclone
-# The .deb (scripts/build-deb.sh: dpkg-buildpackage, lintian), the web
+# The .deb (scripts/build-deb.sh: dpkg-buildpackage, lintian; deb_test
+# renders the man page with man-db), the systemd its boot test runs as PID 1
+# (scripts/sdboot.sh: systemd, iproute2; curl for the hooks), the web
 # server and the browser of the nginx and browser tests. Without
 # recommends: chromium's pull in desktop integration the tests do not use.
-# The tests start their own nginx, on loopback, and stop it by pid.
-install --no-install-recommends dpkg-dev debhelper lintian nginx chromium
+# The tests start their own nginx, on loopback, and stop it by pid;
+# installing systemd starts nothing where it is not PID 1.
+install --no-install-recommends dpkg-dev debhelper lintian man-db \
+  systemd iproute2 curl nginx chromium
 if [ ! -d tests/tfjs/node_modules/@tensorflow/tfjs-converter ]; then
   echo "== npm ci (tests/tfjs: pinned @tensorflow/tfjs-core, tfjs-backend-cpu, tfjs-converter)"
   (cd tests/tfjs && npm ci --no-audit --no-fund --loglevel=error)
