@@ -984,7 +984,7 @@ def crash_quarantine():
         d = env.start(binary=binary)
         w1.drop_by_rename("crash-a.npz", U.npz_bytes(22))
         crashed(d)
-        d.check(w1.in_processing("crash-a.npz"), f"crash-a.npz not in processing/ after crash 1")
+        d.check(w1.in_processing("crash-a.npz"), "crash-a.npz not in processing/ after crash 1")
         log = env.crash_log()
         d.check(log.count("crash-a.npz") == 1 and log.startswith(f"crash {int(signal.SIGSEGV)} "),
                 f"crash log after start 1: {log!r}")
@@ -1572,10 +1572,7 @@ def main():
     try:
         passed, failed, skipped = checks.run(args.filter)
     finally:
-        if U.BASE and not args.keep:
-            shutil.rmtree(U.BASE, ignore_errors=True)
-        elif U.BASE:
-            print(f"kept {U.BASE}")
+        U.remove_base(args.keep)
     return checks.finish(t0, passed, failed, skipped)
 
 

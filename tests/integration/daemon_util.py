@@ -39,6 +39,14 @@ def base_dir():
 
 # --- small file helpers -------------------------------------------------------
 
+def remove_base(keep):
+    """At the end of a run: removes the run's temp root, or names it (keep)."""
+    if BASE and not keep:
+        shutil.rmtree(BASE, ignore_errors=True)
+    elif BASE:
+        print(f"kept {BASE}")
+
+
 def sha256_bytes(data):
     return hashlib.sha256(data).hexdigest()
 

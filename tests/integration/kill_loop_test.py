@@ -30,7 +30,6 @@ import io
 import os
 import random
 import re
-import shutil
 import signal
 import sys
 import time
@@ -587,14 +586,8 @@ def main():
     try:
         passed, failed, skipped = checks.run()
     finally:
-        if U.BASE and not ARGS.keep:
-            shutil.rmtree(U.BASE, ignore_errors=True)
-        elif U.BASE:
-            print(f"kept {U.BASE}")
-    checks.print_notes()
-    print(f"({time.monotonic() - t0:.1f}s, {skipped} skipped)")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+        U.remove_base(ARGS.keep)
+    return checks.finish(t0, passed, failed, skipped)
 
 
 if __name__ == "__main__":

@@ -633,14 +633,8 @@ def main():
         with U.Env("nginx") as env:
             passed, failed = run_checks(env, args.filter)
     finally:
-        if U.BASE and not args.keep:
-            shutil.rmtree(U.BASE, ignore_errors=True)
-        elif U.BASE:
-            print(f"kept {U.BASE}")
-    checks.print_notes()
-    print(f"({time.monotonic() - t0:.1f}s)")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+        U.remove_base(args.keep)
+    return checks.finish(t0, passed, failed)
 
 
 if __name__ == "__main__":

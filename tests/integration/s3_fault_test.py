@@ -52,7 +52,6 @@ import json
 import os
 import random
 import re
-import shutil
 import signal
 import socket
 import subprocess

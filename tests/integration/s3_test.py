@@ -16,11 +16,9 @@ the exit status is 1 when M > 0 (the style of cli_test.py).
 """
 
 import argparse
-import io
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
