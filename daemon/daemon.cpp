@@ -682,8 +682,11 @@ void Daemon::OnScanned(uint64_t id, ScanOutcome o) {
     if (IsBundleCandidate(e)) subdirs.emplace_back(e.name, e.subdirs);
   }
   const Readiness::Scanned s = w->readiness.ApplyScan(std::move(*r), w->scan_started_ms);
-  for (const auto& [name, why] : s.first_ignored) {
-    spdlog::warn("{}/{}: {} (ignored)", w->cfg.drop, name, why);
+  // An upload under a temporary name is the documented way in (info); any
+  // other entry that is not a bundle is somebody's mistake (warning).
+  for (const auto& [entry, why] : s.first_ignored) {
+    spdlog::log(IsUploadInProgress(entry) ? spdlog::level::info : spdlog::level::warn,
+                "{}/{}: {} (ignored)", w->cfg.drop, entry.name, why);
   }
   for (const auto& name : s.gone) Unwatch(w, name);
   for (const auto& [name, dirs] : subdirs) WatchSubdirs(w, name, dirs);

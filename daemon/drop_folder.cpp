@@ -127,6 +127,10 @@ bool IsBundleCandidate(const DropEntry& e) {
   return e.kind == DropEntry::Kind::kFile && (e.name.ends_with(".npz") || e.name.ends_with(".npy"));
 }
 
+bool IsUploadInProgress(const DropEntry& e) {
+  return e.kind != DropEntry::Kind::kSymlink && IsIgnoredName(e.name);
+}
+
 std::string WhyNotABundle(const DropEntry& e) {
   if (IsBundleCandidate(e)) return "";
   if (e.kind == DropEntry::Kind::kSymlink) {

@@ -29,6 +29,9 @@ struct DropEntry {
 bool IsBundleCandidate(const DropEntry& e);
 // Why `e` is not a bundle candidate, for the log ("" when it is one).
 std::string WhyNotABundle(const DropEntry& e);
+// True when `e` is skipped as an upload in progress (a hidden or temporary
+// name: the documented way to upload), which is logged at info, not warning.
+bool IsUploadInProgress(const DropEntry& e);
 
 // Lists the drop folder (never following links; .weightdrop skipped).
 Result<std::vector<DropEntry>> ScanDrop(const std::string& drop);

@@ -43,7 +43,7 @@ Readiness::Scanned Readiness::ApplyScan(std::vector<DropEntry> entries, int64_t 
   std::set<std::string> seen;
   for (const DropEntry& e : entries) {
     if (!IsBundleCandidate(e)) {
-      if (warned_.insert(e.name).second) out.first_ignored.emplace_back(e.name, WhyNotABundle(e));
+      if (warned_.insert(e.name).second) out.first_ignored.emplace_back(e, WhyNotABundle(e));
       ignored_.push_back(e.name);
       if (entries_.count(e.name) != 0 && !entries_[e.name].busy) {
         entries_.erase(e.name);

@@ -49,8 +49,8 @@ class Readiness {
   void OnInsideEvent(const std::string& name, bool ready_marker);
 
   struct Scanned {
-    // Not bundles, seen for the first time: name and why (warn once).
-    std::vector<std::pair<std::string, std::string>> first_ignored;
+    // Not bundles, seen for the first time: the entry and why (logged once).
+    std::vector<std::pair<DropEntry, std::string>> first_ignored;
     bool ignored_changed = false;
     std::vector<std::string> gone;  // forgotten: the caller stops watching them
   };

@@ -140,5 +140,28 @@ TEST_CASE("a drop folder without failed/ has nothing to retry") {
   CHECK(list->empty());
 }
 
+TEST_CASE("hidden and temporary names are uploads in progress; other non-bundles are not") {
+  auto entry = [](std::string name, DropEntry::Kind kind) {
+    DropEntry e;
+    e.name = std::move(name);
+    e.kind = kind;
+    return e;
+  };
+  using K = DropEntry::Kind;
+  for (const char* name : {"m.npz.part", ".m.npz", "m.npz.tmp", "m.npy~", ".rsync.abc12"}) {
+    CAPTURE(name);
+    CHECK(IsUploadInProgress(entry(name, K::kFile)));
+    CHECK_FALSE(WhyNotABundle(entry(name, K::kFile)).empty());
+  }
+  CHECK(IsUploadInProgress(entry(".m", K::kDir)));
+  for (const auto& e :
+       {entry("notes.txt", K::kFile), entry("UP.NPZ", K::kFile), entry(".hidden-link", K::kSymlink),
+        entry("m.npz", K::kSymlink), entry("fifo", K::kOther)}) {
+    CAPTURE(e.name);
+    CHECK_FALSE(IsUploadInProgress(e));
+  }
+  CHECK_FALSE(IsUploadInProgress(entry("m.npz", K::kFile)));
+}
+
 }  // namespace
 }  // namespace wd

@@ -111,7 +111,7 @@ TEST_CASE("files that are not bundles are warned about once and listed as ignore
   auto s = f.Scan(
       {Fixture::File("notes.txt", 1), Fixture::File("UP.NPZ", 1), Fixture::File("m.npy", 1)});
   REQUIRE(s.first_ignored.size() == 2);
-  CHECK(s.first_ignored[0].first == "notes.txt");
+  CHECK(s.first_ignored[0].first.name == "notes.txt");
   CHECK_FALSE(s.first_ignored[0].second.empty());
   CHECK(s.ignored_changed);
   CHECK(f.r.ignored() == Names{"notes.txt", "UP.NPZ"});

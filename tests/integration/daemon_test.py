@@ -113,6 +113,24 @@ def drop_by_rename():
 
 # --- 2. slow non-atomic write -----------------------------------------------------
 
+@check("01b an upload under a temporary name is logged at info; a stray file at warning")
+def upload_names_log_level():
+    # The documented way in (write X.npz.part or .X.npz, rename) must not
+    # make `journalctl -p warning` noise; a file that can never be a bundle
+    # is an uploader's mistake and is a warning.
+    with Env("uplevel") as env:
+        w = env.watch()
+        d = env.start()
+        U.write_file(os.path.join(w.drop, "up.npz.part"), b"partial")
+        U.write_file(os.path.join(w.drop, ".up2.npz"), b"partial")
+        U.write_file(os.path.join(w.drop, "notes.txt"), b"not a bundle")
+        for name, level in (("up.npz.part", "info"), (".up2.npz", "info"),
+                            ("notes.txt", "warning")):
+            line = d.wait_log(rf"\[\w+\] .*/{re.escape(name)}: .*\(ignored\)", 10)
+            d.check(f"[{level}]" in line, f"{name}: logged as {line!r}, expected [{level}]")
+        d.stop()
+
+
 @check("02 slow write in place: published once, after the last chunk, never failed")
 def slow_write():
     with Env("slow") as env:
