@@ -60,13 +60,30 @@ class Rgw:
         p = subprocess.run(["bash", RGW_SH, cmd, self.dir], capture_output=True, text=True,
                            timeout=timeout)
         if p.returncode != 0:
-            raise RuntimeError(f"rgw.sh {cmd} {self.dir} failed (exit {p.returncode}):\n"
-                               f"{p.stdout[-2000:]}{p.stderr[-4000:]}")
+            # rgw.sh's own verdict ("rgw.sh: radosgw exited") first: the
+            # daemons' log tails after it are long.
+            said = "\n".join(ln for ln in p.stderr.splitlines() if ln.startswith("rgw.sh:"))
+            raise RuntimeError(f"rgw.sh {cmd} {self.dir} failed (exit {p.returncode}): "
+                               f"{said or '(no message)'}\n{p.stdout[-2000:]}{p.stderr[-4000:]}")
         self.env = read_env(os.path.join(self.dir, "env"))
         return p
 
     def start(self):
-        return self._sh("start")
+        """Starts the cluster; a start that fails is tried once more in a
+        fresh folder (Ceph is the fixture here, not what is tested), and the
+        first failure is printed with the folder kept for a look."""
+        try:
+            return self._sh("start")
+        except RuntimeError as e:
+            first = self.dir
+            print(f"note: the RGW did not start; trying once more. First attempt "
+                  f"(its folder kept): {str(e)[:3000]}", flush=True)
+            self.dir = tempfile.mkdtemp(prefix="wds3", dir="/tmp")
+            assert len(self.dir) <= 60, self.dir
+            try:
+                return self._sh("start")
+            except RuntimeError as e2:
+                raise RuntimeError(f"{e2}\n(the first attempt's folder: {first})") from None
 
     def stop(self):
         return self._sh("stop", timeout=60)
