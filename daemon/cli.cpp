@@ -607,10 +607,12 @@ int RunCli(int argc, char** argv) {
   auto* status_config =
       status->add_option("--config", run_config, "read state_dir from this daemon config");
   std::string status_to, status_model;
-  status->add_option("--to", status_to, "a serve root or s3://bucket/prefix: its models")
-      ->excludes(status_state)
-      ->excludes(status_config);
-  status->add_option("--model", status_model, "with --to: only this model");
+  auto* status_to_opt =
+      status->add_option("--to", status_to, "a serve root or s3://bucket/prefix: its models")
+          ->excludes(status_state)
+          ->excludes(status_config);
+  // --model alone used to be ignored silently, showing every model.
+  status->add_option("--model", status_model, "with --to: only this model")->needs(status_to_opt);
 
   try {
     app.parse(argc, argv);

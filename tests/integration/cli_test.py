@@ -732,6 +732,12 @@ def usage_publish_no_to():
         assert sorted(os.listdir(d)) == ["b.npz"], f"wrote files: {os.listdir(d)}"
 
 
+@check("usage: status --model without --to exits 2 (it was ignored, showing every model)")
+def usage_status_model_alone():
+    r = wd("status", "--model", "m")
+    assert r.rc == 2 and "--to" in r.err, f"expected exit 2 naming --to:\n      {r}"
+
+
 for _cmd in CONTRACT_COMMANDS + SPEC_ONLY_COMMANDS:
     def _help(cmd=_cmd):
         r = wd(cmd, "--help")
