@@ -158,6 +158,7 @@ class Daemon {
   void Scan(Watch* w);
   struct ScanOutcome;
   void OnScanned(uint64_t id, ScanOutcome o);
+  void RefreshServed(const ScanOutcome& scanned);
   void WatchSubdirs(Watch* w, const std::string& entry, const std::vector<std::string>& subdirs);
   void Unwatch(Watch* w, const std::string& entry);
   void Evaluate(Watch* w);
@@ -602,6 +603,14 @@ struct Daemon::ScanOutcome {
   Result<std::vector<DropEntry>> entries = Status::Environment("not scanned");
   bool absent = false;
   bool layout_missing = false;
+  // The serve folder's models, as status had them when the scan began, and
+  // the version their `current` names now (read on the worker).
+  struct Served {
+    std::string key, model;
+    int had = 0;
+    std::optional<int> now;
+  };
+  std::vector<Served> served;
 };
 
 void Daemon::Scan(Watch* w) {
@@ -615,9 +624,19 @@ void Daemon::Scan(Watch* w) {
       w->root_wd < 0 || (w->layout_missing_ms >= 0 &&
                          w->scan_started_ms - w->layout_missing_ms >= kLayoutRestoreGraceMs);
   auto out = std::make_shared<ScanOutcome>();
+  // Each scan also reads what the serve folder's models' `current` name, so
+  // that a `weightdrop rollback` made by hand shows in status within a
+  // rescan period (an object store is read only when publishing).
+  const std::string serve = w->cfg.serve;
+  if (!IsS3Url(serve)) {
+    for (const auto& [key, m] : status_.models) {
+      if (m.serve == serve) out->served.push_back({key, m.model, m.current_version, std::nullopt});
+    }
+  }
   RunOnWorker(
       loop_, "scanning", drop,
-      [drop, out, may_restore] {
+      [drop, serve, out, may_restore] {
+        for (ScanOutcome::Served& s : out->served) s.now = ServedVersion(serve, s.model);
         std::error_code ec;
         if (!std::filesystem::is_directory(drop, ec)) {
           out->absent = true;
@@ -639,8 +658,10 @@ void Daemon::Scan(Watch* w) {
         if (!out->entries.ok()) out->absent = !std::filesystem::is_directory(drop, ec);
       },
       [this, id = w->id, out](const Status& fault) {
-        if (!fault.ok())
-          *out = ScanOutcome{.entries = fault, .absent = false, .layout_missing = false};
+        if (!fault.ok()) {
+          *out =
+              ScanOutcome{.entries = fault, .absent = false, .layout_missing = false, .served = {}};
+        }
         OnScanned(id, std::move(*out));
       });
 }
@@ -650,6 +671,7 @@ void Daemon::OnScanned(uint64_t id, ScanOutcome o) {
   if (w == nullptr) return;
   w->scanning = false;
   if (!w->ready || stopping_) return;
+  RefreshServed(o);
   if (o.absent) {
     if (!w->absent) {
       spdlog::error("drop folder {} does not exist; watching for it to come back", w->cfg.drop);
@@ -696,6 +718,25 @@ void Daemon::OnScanned(uint64_t id, ScanOutcome o) {
     ScheduleScan(w);
   }
   Evaluate(w);
+}
+
+// A model whose `current` names another version than status says, while no
+// publish of ours changed it since the read began: someone else moved it
+// (a rollback, a publish by hand).
+void Daemon::RefreshServed(const ScanOutcome& scanned) {
+  bool changed = false;
+  for (const ScanOutcome::Served& s : scanned.served) {
+    auto it = status_.models.find(s.key);
+    if (!s.now || *s.now == s.had || it == status_.models.end() ||
+        it->second.current_version != s.had) {
+      continue;
+    }
+    spdlog::info("{}: current is version {} (was {}): changed outside this daemon", s.key, *s.now,
+                 s.had);
+    it->second.current_version = *s.now;
+    changed = true;
+  }
+  if (changed) StatusChanged();
 }
 
 void Daemon::WatchSubdirs(Watch* w, const std::string& entry,

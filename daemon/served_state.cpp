@@ -22,19 +22,14 @@ std::optional<int64_t> ParseRfc3339(const std::string& s) {
 
 // The version S/M/current names and when it was published, from the tree.
 void ReadServedModel(const std::string& serve, const std::string& model, ModelStatus& m) {
-  FileSystem& files = DefaultFileSystem();
-  const std::string dir = serve + "/" + model;
-  Result<std::string> target = files.ReadLink(dir + "/current");
-  if (!target.ok()) return;
-  const std::string& v = *target;
-  if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos ||
-      !files.IsDirectory(dir + "/" + v)) {
-    return;
-  }
+  const std::optional<int> v = ServedVersion(serve, model);
+  if (!v) return;
   m.model = model;
   m.serve = serve;
-  m.current_version = std::stoi(v);
-  Result<std::string> text = files.ReadFile(dir + "/" + v + "/publish.json", 1 << 20);
+  m.current_version = *v;
+  const std::string dir = serve + "/" + model;
+  Result<std::string> text =
+      DefaultFileSystem().ReadFile(dir + "/" + std::to_string(*v) + "/publish.json", 1 << 20);
   if (!text.ok()) return;
   const nlohmann::json j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object() || !j.contains("created") || !j["created"].is_string()) return;
@@ -44,6 +39,19 @@ void ReadServedModel(const std::string& serve, const std::string& model, ModelSt
 }
 
 }  // namespace
+
+std::optional<int> ServedVersion(const std::string& serve, const std::string& model) {
+  FileSystem& files = DefaultFileSystem();
+  const std::string dir = serve + "/" + model;
+  Result<std::string> target = files.ReadLink(dir + "/current");
+  if (!target.ok()) return std::nullopt;
+  const std::string& v = *target;
+  if (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos ||
+      !files.IsDirectory(dir + "/" + v)) {
+    return std::nullopt;
+  }
+  return std::stoi(v);
+}
 
 std::map<std::string, ModelStatus> RestoreModelStatus(const DaemonConfig& cfg,
                                                       const std::string& previous_status) {

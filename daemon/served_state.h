@@ -7,6 +7,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 
 #include "config/daemon_config.h"
@@ -20,5 +21,9 @@ namespace wd {
 // counts when its `current` names a version folder.
 std::map<std::string, ModelStatus> RestoreModelStatus(const DaemonConfig& cfg,
                                                       const std::string& previous_status);
+
+// The version serve/model/current names, when it names a version folder
+// (a serve folder, not object storage).
+std::optional<int> ServedVersion(const std::string& serve, const std::string& model);
 
 }  // namespace wd

@@ -75,5 +75,24 @@ TEST_CASE("a restart starts from the served tree and the last run's counters") {
   CHECK(fresh.at(serve + "/a").current_version == 2);
 }
 
+TEST_CASE("ServedVersion reads current only when it names a version folder") {
+  test::TempDir d;
+  const std::string serve = d / "serve";
+  fs::create_directories(serve + "/a/2");
+  fs::create_symlink("2", serve + "/a/current");
+  CHECK(ServedVersion(serve, "a") == 2);
+  fs::create_directories(serve + "/b");
+  CHECK_FALSE(ServedVersion(serve, "b"));  // no current
+  fs::create_symlink("7", serve + "/b/current");
+  CHECK_FALSE(ServedVersion(serve, "b"));  // names no folder
+  fs::create_directories(serve + "/c/x1");
+  fs::create_symlink("x1", serve + "/c/current");
+  CHECK_FALSE(ServedVersion(serve, "c"));  // not a number
+  fs::create_directories(serve + "/e/99999999999");
+  fs::create_symlink("99999999999", serve + "/e/current");
+  CHECK_FALSE(ServedVersion(serve, "e"));  // would overflow int
+  CHECK_FALSE(ServedVersion(serve, "missing"));
+}
+
 }  // namespace
 }  // namespace wd

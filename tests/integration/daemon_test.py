@@ -678,6 +678,32 @@ def prom_value(samples, name, **labels):
     return vals[0] if len(vals) == 1 else None
 
 
+@check("13b a rollback made by hand shows in status.json and the metrics within a rescan")
+def status_after_manual_rollback():
+    with Env("hrollback") as env:
+        w = env.watch(rescan="1s")
+        d = env.start()
+        for v in (1, 2):
+            w.drop_by_rename("m.npz", U.npz_bytes(130 + v))
+            wait_published(d, w, "m", v)
+        key = f"{w.serve}/m"
+        version = lambda: (env.status()["models"].get(key) or {}).get("current_version")
+        d.wait(lambda: version() == 2, 5, "status.json: m at version 2")
+        rc, out, err = U.wd("rollback", w.model_dir("m"))
+        d.check(rc == 0, f"weightdrop rollback: exit {rc}: {err}")
+        d.wait(lambda: version() == 1, 5, "status.json: m at version 1 after the rollback")
+        d.wait_log(r"/m: current is version 1 \(was 2\): changed outside this daemon", 2)
+        with open(os.path.join(env.state_dir, "weightdrop.prom")) as f:
+            prom = f.read()
+        d.check(re.search(r'^weightdrop_current_version\{[^}]*model="m"[^}]*\} 1$', prom, re.M),
+                "weightdrop.prom does not say version 1")
+        # The daemon's next publish goes on from there: version 3, current.
+        w.drop_by_rename("m.npz", U.npz_bytes(139))
+        wait_published(d, w, "m", 3)
+        d.wait(lambda: version() == 3, 5, "status.json: m at version 3")
+        d.stop()
+
+
 @check("13 status.json, weightdrop.prom and `weightdrop status`")
 def status_and_metrics():
     with Env("status") as env:
