@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "config/pipeline_yaml.h"
+#include "core/bundle_formats.h"
 #include "core/publisher.h"
 
 namespace wd {
@@ -756,10 +757,7 @@ Result<Millis> ParseDuration(const std::string& text) {
 
 Result<std::string> ExpandModelTemplate(const std::string& tmpl, const std::string& entry_name,
                                         const std::string& drop_dir) {
-  std::string stem = entry_name;
-  for (const char* ext : {".npz", ".npy"}) {
-    if (stem.size() > 4 && stem.compare(stem.size() - 4, 4, ext) == 0) stem.resize(stem.size() - 4);
-  }
+  const std::string stem = BundleStem(entry_name);
   WD_ASSIGN_OR_RETURN(std::string model, Substitute(tmpl, {stem, entry_name, BaseName(drop_dir)}));
   Status valid = ValidateModelName(model);
   if (!valid.ok()) {

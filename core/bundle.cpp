@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "core/bundle_formats.h"
 #include "core/npz_archive.h"
 #include "core/utf8.h"
 
@@ -211,7 +212,7 @@ Status WalkDir(int dirfd, const std::string& rel_dir, const std::string& root, i
       WD_RETURN_IF_ERROR(WalkDir(sub, rel, root, depth + 1, out));
     } else if (!S_ISREG(st.st_mode)) {
       return Status::Bundle(where + ": is not a regular file or folder (fifo, socket or device)");
-    } else if (EndsWith(name, ".npy") || EndsWith(name, ".npz")) {
+    } else if (IsBundleFileName(name)) {
       out.files.push_back(rel);
     } else if (rel_dir.empty() && name == "model.json") {
       out.model_json = true;
@@ -270,7 +271,7 @@ Status AddFile(int root_fd, const std::string& root, const std::string& rel, Arc
                std::vector<WeightEntry>& weights) {
   WD_ASSIGN_OR_RETURN(int fd, OpenBeneath(root_fd, rel, root));
   std::string where = root + "/" + rel;
-  if (EndsWith(rel, ".npy")) {
+  if (BundleFormatOf(rel) == BundleFormat::kNpy) {
     FdCloser closer(fd);
     WD_ASSIGN_OR_RETURN(NpyHeader h, ReadNpyFileHeader(fd, where));
     weights.push_back(WeightEntry{StripSuffix(rel, 4), where, std::move(h), rel, -1, 0});
@@ -328,10 +329,10 @@ Result<std::unique_ptr<Bundle>> Bundle::Open(const std::string& given) {
     }
   } else if (!S_ISREG(st.st_mode)) {
     return Status::Bundle(path + ": is not a regular file or folder");
-  } else if (EndsWith(path, ".npz")) {
+  } else if (BundleFormatOf(path) == BundleFormat::kNpz) {
     WD_ASSIGN_OR_RETURN(std::unique_ptr<NpzArchive> a, NpzArchive::Open(closer.release(), path));
     WD_RETURN_IF_ERROR(AddArchive(std::move(a), "", "", b->archives_, b->weights_));
-  } else if (EndsWith(path, ".npy")) {
+  } else if (BundleFormatOf(path) == BundleFormat::kNpy) {
     WD_ASSIGN_OR_RETURN(NpyHeader h, ReadNpyFileHeader(fd, path));
     std::string base = path.substr(path.find_last_of('/') + 1);
     b->weights_.push_back(WeightEntry{StripSuffix(base, 4), path, std::move(h), "", -1, 0});

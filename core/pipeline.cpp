@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/bundle_formats.h"
 #include "core/model_json.h"
 #include "core/options_json.h"
 #include "core/sha256.h"
@@ -218,7 +219,7 @@ Status HashRange(int fd, uint64_t offset, uint64_t n, const std::string& path, S
 Status FingerprintFile(const DigestFile& f, Sha256& h) {
   constexpr uint64_t kHead = 4096;
   // A .npz ends in its central directory: every member's CRC-32 and sizes.
-  const uint64_t tail = f.path.ends_with(".npz") ? 65536 : 4096;
+  const uint64_t tail = BundleFormatOf(f.path) == BundleFormat::kNpz ? 65536 : 4096;
   const int fd = open(f.path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus("cannot read " + f.path, errno);
   struct stat st {};
@@ -263,11 +264,7 @@ Result<std::string> BundleFingerprint(const Bundle& bundle) {
 std::string DefaultModelName(const std::string& bundle_path) {
   std::filesystem::path p(bundle_path);
   while (!p.empty() && p.filename().empty()) p = p.parent_path();  // trailing '/'
-  std::string name = p.filename().string();
-  for (const char* ext : {".npz", ".npy"}) {
-    if (name.size() > 4 && name.ends_with(ext)) name.resize(name.size() - 4);
-  }
-  return name;
+  return BundleStem(p.filename().string());
 }
 
 Result<BundlePublish> PublishBundle(const std::string& path, const PublishSettings& settings,

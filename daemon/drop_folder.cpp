@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -15,6 +14,7 @@
 #include <string_view>
 
 #include "core/bundle.h"
+#include "core/bundle_formats.h"
 #include "core/file_system.h"
 
 namespace wd {
@@ -124,7 +124,7 @@ Status Rename(const std::string& from, const std::string& to) {
 bool IsBundleCandidate(const DropEntry& e) {
   if (IsIgnoredName(e.name)) return false;
   if (e.kind == DropEntry::Kind::kDir) return true;
-  return e.kind == DropEntry::Kind::kFile && (e.name.ends_with(".npz") || e.name.ends_with(".npy"));
+  return e.kind == DropEntry::Kind::kFile && IsBundleFileName(e.name);
 }
 
 bool IsUploadInProgress(const DropEntry& e) {
@@ -144,9 +144,7 @@ std::string WhyNotABundle(const DropEntry& e) {
            "in progress; rename it when complete";
   }
   if (e.kind == DropEntry::Kind::kOther) return "is not a regular file or folder";
-  std::string lower = e.name;
-  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (lower.ends_with(".npz") || lower.ends_with(".npy")) {
+  if (HasBundleExtensionInOtherCase(e.name)) {
     return "is not a bundle: the extension must be lower case (.npz or .npy)";
   }
   return "is not a bundle (a bundle is a .npz or .npy file, or a folder)";
@@ -290,7 +288,7 @@ std::string OriginalName(const std::string& failed_dir, const std::string& name)
   if (dot != std::string::npos && IsDigits(name.substr(dot + 1)) && name.size() - dot <= 10 &&
       std::stoul(name.substr(dot + 1)) >= 2) {
     const std::string base = name.substr(0, dot);
-    if (base.ends_with(".npz") || base.ends_with(".npy")) return base;
+    if (IsBundleFileName(base)) return base;
   }
   return name;
 }
