@@ -224,7 +224,17 @@ EOF
 
 spawn() {  # spawn NAME CMD... : background, stdio to DIR/log/NAME.out, pid file
   "${@:2}" </dev/null >>"$D/log/$1.out" 2>&1 &
-  echo $! > "$D/$1.pid"
+  local pid=$! i
+  echo "$pid" > "$D/$1.pid"
+  # $! is a forked shell until it execs CMD, and `ours` knows our daemons
+  # by their command line: wait for the exec (or the exit), or a check right
+  # after spawning says "exited" of a daemon that is starting (this made
+  # CI fail now and then with "rgw.sh: radosgw exited").
+  for ((i = 0; i < 200; i++)); do
+    tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$D/ceph.conf" && return 0
+    alive "$pid" || return 0
+    sleep 0.01
+  done
 }
 
 start_rgw_daemon() {
