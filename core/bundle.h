@@ -1,31 +1,24 @@
-// Bundle: the weights of one dropped input (docs/formats.md): a .npz, a single .npy,
-// or a folder of them (recursively), with names, order, duplicate detection,
-// hidden/temporary-name skipping, and symlinks never followed.
+// Bundle: the weights of one dropped input (docs/formats.md, "Bundle"): a
+// file of one of the input formats (core/bundle_formats.h) or a folder of
+// them (recursively), with names, order, duplicate detection,
+// hidden/temporary-name skipping, and symlinks never followed. Each file is
+// indexed by the reader of its format (core/source_file.h).
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "core/byte_source.h"
-#include "core/npy_header.h"
+#include "core/source_file.h"
 #include "core/status.h"
 
 namespace wd {
 
-class NpzArchive;
-
-struct WeightEntry {
-  std::string name;   // weight name (docs/formats.md, "Bundle"), e.g. "dense/kernel"
-  std::string where;  // for messages: "bundle/x.npz: member 'a.npy'" or "bundle/a.npy"
-  NpyHeader header;
-  // Locator: either a plain .npy file (archive < 0) or a member of archive.
-  std::string rel_path;  // path of the .npy/.npz relative to the bundle root ("" for a file bundle)
-  int archive = -1;      // index into the bundle's open archives
-  uint64_t member_index = 0;
-};
+struct BundleFormat;
 
 class Bundle {
  public:
@@ -42,15 +35,21 @@ class Bundle {
   const std::vector<WeightEntry>& weights() const { return weights_; }
   // Path of model.json at the root of a folder bundle, if present.
   const std::optional<std::string>& model_json() const { return model_json_; }
+  // The format of a bundle that is one file; nullptr for a folder.
+  const BundleFormat* file_format() const { return file_format_; }
+  // Metadata the files carry (safetensors' __metadata__), by the file's
+  // path in the bundle (its name for a file bundle); files without any are
+  // left out.
+  std::map<std::string, std::map<std::string, std::string>> Metadata() const;
 
-  // Opens a fresh stream over the weight's data bytes (after the header):
-  // exactly header.data_bytes bytes. May be called any number of times (one
-  // pass for min/max, one to encode). Not thread-safe per archive.
+  // Opens a fresh stream over the weight's data bytes: exactly w.data_bytes
+  // bytes. May be called any number of times (one pass for min/max, one to
+  // encode). Not thread-safe: Reopen for another thread.
   // `check_crc` false: the data was already read once, CRC checked (a
   // second pass of affine quantization), so a stored member skips it.
   Result<std::unique_ptr<ByteSource>> OpenData(const WeightEntry& w, bool check_crc = true) const;
   // An independent copy for reading on another thread (OpenData on one
-  // Bundle is not thread-safe): same weights, archives reopened.
+  // Bundle is not thread-safe): same weights, files reopened.
   Result<std::unique_ptr<Bundle>> Reopen() const;
   // True when the weight's bytes are deflated (reading them twice costs two
   // inflations).
@@ -58,10 +57,14 @@ class Bundle {
 
  private:
   Bundle() = default;
+  Status AddFile(int fd, const BundleFormat& format, const SourceLocation& loc);
+  Status CheckIndexes(const std::vector<std::string>& indexes);
   std::string path_;
   bool is_dir_ = false;
-  int root_fd_ = -1;  // the folder (folder bundle) or the file (file bundle)
-  std::vector<std::unique_ptr<NpzArchive>> archives_;
+  int root_fd_ = -1;  // the folder of a folder bundle; -1 for a file bundle
+  const BundleFormat* file_format_ = nullptr;
+  std::vector<std::unique_ptr<SourceFile>> files_;
+  std::vector<std::string> file_names_;  // each file's path in the bundle, as files_
   std::vector<WeightEntry> weights_;
   std::optional<std::string> model_json_;
 };

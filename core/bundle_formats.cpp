@@ -3,23 +3,51 @@
 #include <array>
 #include <cctype>
 
+#include "core/npy_source.h"
+#include "core/npz_source.h"
+#include "core/safetensors_source.h"
+
 namespace wd {
 namespace {
 
-struct Extension {
-  std::string_view suffix;
-  BundleFormat format;
-};
-constexpr std::array<Extension, 2> kExtensions = {
-    {{".npz", BundleFormat::kNpz}, {".npy", BundleFormat::kNpy}}};
+const std::array<BundleFormat, 3> kFormats = {{
+    {.name = "npz",
+     .extension = ".npz",
+     .open = OpenNpzSource,
+     .named_by_file = false,
+     .fingerprint_tail = 65536,
+     .index_suffix = "",
+     .check_index = nullptr},
+    {.name = "npy",
+     .extension = ".npy",
+     .open = OpenNpySource,
+     .named_by_file = true,
+     .fingerprint_tail = 4096,
+     .index_suffix = "",
+     .check_index = nullptr},
+    {.name = "safetensors",
+     .extension = ".safetensors",
+     .open = OpenSafetensorsSource,
+     .named_by_file = false,
+     .fingerprint_tail = 4096,
+     .index_suffix = ".safetensors.index.json",
+     .check_index = CheckSafetensorsIndex},
+}};
 
 }  // namespace
 
-BundleFormat BundleFormatOf(std::string_view file_name) {
-  for (const Extension& e : kExtensions) {
-    if (file_name.ends_with(e.suffix)) return e.format;
+const BundleFormat* BundleFormatOf(std::string_view file_name) {
+  for (const BundleFormat& f : kFormats) {
+    if (file_name.ends_with(f.extension)) return &f;
   }
-  return BundleFormat::kNone;
+  return nullptr;
+}
+
+const BundleFormat* IndexFormatOf(std::string_view file_name) {
+  for (const BundleFormat& f : kFormats) {
+    if (!f.index_suffix.empty() && file_name.ends_with(f.index_suffix)) return &f;
+  }
+  return nullptr;
 }
 
 bool HasBundleExtensionInOtherCase(std::string_view file_name) {
@@ -30,12 +58,21 @@ bool HasBundleExtensionInOtherCase(std::string_view file_name) {
 
 std::string BundleStem(std::string_view file_name) {
   std::string stem(file_name);
-  for (const Extension& e : kExtensions) {
-    if (stem.size() > e.suffix.size() && stem.ends_with(e.suffix)) {
-      stem.resize(stem.size() - e.suffix.size());
+  for (const BundleFormat& f : kFormats) {
+    if (stem.size() > f.extension.size() && stem.ends_with(f.extension)) {
+      stem.resize(stem.size() - f.extension.size());
     }
   }
   return stem;
+}
+
+std::string BundleFileKinds() {
+  std::string out = "a ";
+  for (size_t i = 0; i < kFormats.size(); ++i) {
+    if (i > 0) out += i + 1 == kFormats.size() ? " or " : ", ";
+    out += kFormats[i].extension;
+  }
+  return out + " file";
 }
 
 }  // namespace wd

@@ -1,5 +1,6 @@
 #include "core/element_codec.h"
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <limits>
@@ -134,6 +135,55 @@ Status ConvertFloat(const NpyDtype& from, const uint8_t* src, size_t count, uint
       return Status::Ok();
   }
   return Unsupported(from, weight);
+}
+
+// bfloat16 is the upper half of a float32: widening is exact, NaN payloads
+// included.
+float BFloat16ToFloat(uint16_t v) {
+  const uint32_t bits = static_cast<uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+// float8 E5M2 is the upper byte of an IEEE float16 (same exponent bias).
+float Float8E5M2ToFloat(uint8_t v) { return HalfToFloat(static_cast<uint16_t>(v << 8)); }
+
+// float8 E4M3FN: 1 sign, 4 exponent (bias 7), 3 mantissa bits; no
+// infinities, S.1111.111 is NaN, exponent 0 is subnormal (m * 2^-9). Every
+// value is a float32 exactly; a table of the 256.
+struct Float8E4M3Table {
+  float value[256];
+  Float8E4M3Table() {
+    for (int b = 0; b < 256; ++b) {
+      const int e = (b >> 3) & 0xf;
+      const int m = b & 7;
+      float mag = e == 0 ? std::ldexp(static_cast<float>(m), -9)
+                         : std::ldexp(1.0f + static_cast<float>(m) / 8.0f, e - 7);
+      if (e == 15 && m == 7) mag = std::numeric_limits<float>::quiet_NaN();
+      value[b] = (b & 0x80) != 0 ? -mag : mag;
+    }
+  }
+};
+
+float Float8E4M3ToFloat(uint8_t v) {
+  static const Float8E4M3Table table;
+  return table.value[v];
+}
+
+Status ConvertNarrowFloat(const NpyDtype& from, const uint8_t* src, size_t count, uint8_t* dst) {
+  switch (from.kind) {
+    case SourceKind::kBFloat16:
+      MapAnyOrder<uint16_t, float>(from, src, count, dst, BFloat16ToFloat);
+      break;
+    case SourceKind::kFloat8E5M2:
+      Map<uint8_t, float, false>(src, count, dst, Float8E5M2ToFloat);
+      break;
+    default:
+      Map<uint8_t, float, false>(src, count, dst, Float8E4M3ToFloat);
+      break;
+  }
+  return Status::Ok();
 }
 
 Status ConvertComplex(const NpyDtype& from, const uint8_t* src, size_t count, uint8_t* dst,
@@ -290,6 +340,9 @@ const char* OutDtypeName(OutDtype d) {
 OutDtype MapDtype(const NpyDtype& from) {
   switch (from.kind) {
     case SourceKind::kFloat:
+    case SourceKind::kBFloat16:
+    case SourceKind::kFloat8E4M3:
+    case SourceKind::kFloat8E5M2:
       return OutDtype::kFloat32;
     case SourceKind::kSignedInt:
     case SourceKind::kUnsignedInt:
@@ -333,6 +386,10 @@ Status ConvertElements(const NpyDtype& from, const uint8_t* src, size_t count, u
   switch (from.kind) {
     case SourceKind::kFloat:
       return ConvertFloat(from, src, count, dst, weight);
+    case SourceKind::kBFloat16:
+    case SourceKind::kFloat8E4M3:
+    case SourceKind::kFloat8E5M2:
+      return ConvertNarrowFloat(from, src, count, dst);
     case SourceKind::kComplex:
       return ConvertComplex(from, src, count, dst, weight);
     case SourceKind::kSignedInt:

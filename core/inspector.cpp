@@ -20,8 +20,8 @@ Result<InspectReport> Inspect(const std::string& bundle_path, const PipelineOpti
     for (const PlannedWeight& pw : g.weights) {
       const WeightEntry& w = bundle->weights()[pw.entry];
       InspectRow row{.name = w.name,
-                     .source_dtype = w.header.dtype.descr,
-                     .shape = w.header.shape,
+                     .source_dtype = w.dtype.descr,
+                     .shape = w.shape,
                      .dtype = OutDtypeName(pw.out),
                      .bytes = pw.encoded_bytes,
                      .group = static_cast<int>(gi + 1),

@@ -15,7 +15,20 @@ namespace wd {
 enum class ByteOrder { kLittle, kBig, kNone };  // kNone: '|' (1-byte / bytes)
 
 // Source element kinds we can read. Anything else is refused at parse time.
-enum class SourceKind { kFloat, kSignedInt, kUnsignedInt, kBool, kComplex, kUnicode, kBytes };
+// The bfloat16 and float8 kinds come only from safetensors (NumPy has no
+// such dtypes); they widen to float32 exactly.
+enum class SourceKind {
+  kFloat,
+  kBFloat16,
+  kFloat8E4M3,  // E4M3FN: no infinities, NaN is S.1111.111
+  kFloat8E5M2,  // IEEE-like: infinities and NaNs
+  kSignedInt,
+  kUnsignedInt,
+  kBool,
+  kComplex,
+  kUnicode,
+  kBytes
+};
 
 struct NpyDtype {
   std::string descr;  // as written, e.g. "<f4", "|b1", ">U7"

@@ -139,10 +139,8 @@ Result<StagedContent> WriteShards(const Bundle& bundle, const Plan& plan, Stagin
     for (const PlannedWeight& pw : g.weights) {
       const WeightEntry& w = bundle.weights()[pw.entry];
       WD_ASSIGN_OR_RETURN(auto quant, EncodeWeight(bundle, pw, sink, nullptr, stream));
-      mg.weights.push_back({.name = w.name,
-                            .shape = w.header.shape,
-                            .dtype = OutDtypeName(pw.out),
-                            .quantization = quant});
+      mg.weights.push_back(
+          {.name = w.name, .shape = w.shape, .dtype = OutDtypeName(pw.out), .quantization = quant});
       // Bytes are reported as they are written; a weight counts as done once
       // all of its bytes are, so the last report is every weight and byte.
       ++p.weights_done;
@@ -170,9 +168,8 @@ struct DigestFile {
 // The files of the bundle digest, in digest order (docs/formats.md).
 Result<std::vector<DigestFile>> DigestFiles(const Bundle& bundle) {
   const std::string& path = bundle.path();
-  const bool single_npy =
-      !bundle.is_directory() && bundle.weights().size() == 1 && bundle.weights()[0].archive < 0;
-  if (single_npy) {
+  const BundleFormat* format = bundle.file_format();
+  if (format != nullptr && format->named_by_file) {
     // The file's name is its weight's name: hash it as a folder of one file.
     return std::vector<DigestFile>{{path.substr(path.find_last_of('/') + 1), path}};
   }
@@ -214,12 +211,13 @@ Status HashRange(int fd, uint64_t offset, uint64_t n, const std::string& path, S
 }
 
 // One file of the fingerprint: its digest name, a NUL, its size as 8 bytes
-// little-endian, its first 4 KiB and its last 4 KiB (64 KiB for a .npz),
-// never a byte twice (docs/formats.md, "Bundle fingerprint").
+// little-endian, its first 4 KiB and its last 4 KiB (or what its format
+// asks: 64 KiB for a .npz), never a byte twice (docs/formats.md, "Bundle
+// fingerprint").
 Status FingerprintFile(const DigestFile& f, Sha256& h) {
   constexpr uint64_t kHead = 4096;
-  // A .npz ends in its central directory: every member's CRC-32 and sizes.
-  const uint64_t tail = BundleFormatOf(f.path) == BundleFormat::kNpz ? 65536 : 4096;
+  const BundleFormat* format = BundleFormatOf(f.path);
+  const uint64_t tail = format != nullptr ? format->fingerprint_tail : 4096;
   const int fd = open(f.path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus("cannot read " + f.path, errno);
   struct stat st {};

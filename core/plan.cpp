@@ -73,7 +73,7 @@ void FindUnusedQuantPatterns(const QuantizeMap& map, const std::vector<WeightEnt
       for (size_t i = 0; i < ws.size() && !quantized; ++i) {
         if (!MatchesPattern(p, ws[i].name)) continue;
         any = true;
-        quantized = MapDtype(ws[i].header.dtype) == OutDtype::kFloat32;
+        quantized = MapDtype(ws[i].dtype) == OutDtype::kFloat32;
       }
       if (quantized) continue;
       out->push_back(
@@ -168,14 +168,14 @@ Result<std::vector<PlannedGroup>> AssignGroups(const Bundle& bundle, const Group
 
 Result<uint64_t> StringWeightBytes(const Bundle& bundle, const WeightEntry& w) {
   WD_ASSIGN_OR_RETURN(auto src, bundle.OpenData(w));
-  const NpyDtype& dt = w.header.dtype;
+  const NpyDtype& dt = w.dtype;
   const size_t per_chunk = std::max<size_t>(1, kSizingChunk / dt.item_size);
   std::vector<uint8_t> buf(per_chunk * dt.item_size);
   uint64_t total = 0;
-  for (uint64_t done = 0; done < w.header.element_count;) {
-    size_t n = static_cast<size_t>(std::min<uint64_t>(per_chunk, w.header.element_count - done));
+  for (uint64_t done = 0; done < w.element_count;) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(per_chunk, w.element_count - done));
     WD_RETURN_IF_ERROR(ReadExact(*src, buf.data(), n * dt.item_size, w.where,
-                                 w.header.header_size + done * dt.item_size));
+                                 w.data_offset + done * dt.item_size));
     WD_ASSIGN_OR_RETURN(uint64_t bytes, EncodedStringsSize(dt, buf.data(), n, w.name, done));
     total += bytes;
     done += n;
@@ -185,7 +185,7 @@ Result<uint64_t> StringWeightBytes(const Bundle& bundle, const WeightEntry& w) {
 
 Result<uint64_t> EncodedBytes(const Bundle& bundle, const WeightEntry& w, OutDtype out,
                               QuantDtype quant) {
-  const uint64_t n = w.header.element_count;
+  const uint64_t n = w.element_count;
   switch (quant) {
     case QuantDtype::kUint8:
       return n;
@@ -277,7 +277,7 @@ Result<Plan> MakePlan(const Bundle& bundle, const PipelineOptions& options) {
   for (PlannedGroup& g : groups) {
     for (PlannedWeight& pw : g.weights) {
       const WeightEntry& w = ws[pw.entry];
-      pw.out = MapDtype(w.header.dtype);
+      pw.out = MapDtype(w.dtype);
       Result<QuantDtype> q = QuantFor(options.quantize, w.name, ws);
       if (!q.ok()) return q.status().WithContext(bundle.path());
       pw.quant = pw.out == OutDtype::kFloat32 ? *q : QuantDtype::kNone;

@@ -19,7 +19,7 @@ std::string Describe(const WeightEntry& w) { return w.where + ": weight '" + w.n
 // the weight's elements in C order.
 template <typename Fn>
 Status ForEachChunk(WeightStream& stream, const WeightEntry& w, Fn&& fn) {
-  const size_t item = w.header.dtype.item_size;
+  const size_t item = w.dtype.item_size;
   uint64_t done = 0;
   for (;;) {
     WD_ASSIGN_OR_RETURN(std::span<const uint8_t> chunk, stream.Next());
@@ -36,10 +36,10 @@ Status ForEachChunk(WeightStream& stream, const WeightEntry& w, Fn&& fn) {
 // `scratch`. Chunks are allocated with new[], so float-aligned.
 Result<const float*> AsFloats(const WeightEntry& w, const uint8_t* src, size_t n, uint64_t first,
                               std::vector<float>& scratch) {
-  if (ConvertsAsIs(w.header.dtype)) return reinterpret_cast<const float*>(src);
+  if (ConvertsAsIs(w.dtype)) return reinterpret_cast<const float*>(src);
   scratch.resize(n);
-  WD_RETURN_IF_ERROR(ConvertElements(w.header.dtype, src, n,
-                                     reinterpret_cast<uint8_t*>(scratch.data()), w.name, first));
+  WD_RETURN_IF_ERROR(
+      ConvertElements(w.dtype, src, n, reinterpret_cast<uint8_t*>(scratch.data()), w.name, first));
   return static_cast<const float*>(scratch.data());
 }
 
@@ -59,7 +59,7 @@ Result<AffineParams> AffineFor(WeightStream& stream, const WeightEntry& w, Quant
     MinMaxFinite(f, n, mn, mx);
     return Status::Ok();
   }));
-  if (w.header.element_count == 0) mn = mx = 0;
+  if (w.element_count == 0) mn = mx = 0;
   if (std::isinf(mx - mn)) {
     // The reference's float32 step overflows here and silently writes zeros.
     return Status::Bundle(Describe(w) + ": values span [" + std::to_string(mn) + ", " +
@@ -130,16 +130,16 @@ Result<std::optional<ManifestQuantization>> EncodeHalf(WeightStream& stream, con
 Status EncodePlain(WeightStream& stream, const WeightEntry& w, OutDtype out, ByteSink& sink) {
   std::vector<uint8_t> buf;
   std::string strings;
-  const bool as_is = ConvertsAsIs(w.header.dtype);
+  const bool as_is = ConvertsAsIs(w.dtype);
   return ForEachChunk(stream, w, [&](const uint8_t* s, size_t n, uint64_t first) -> Status {
     if (out == OutDtype::kString) {
       strings.clear();
-      WD_RETURN_IF_ERROR(AppendEncodedStrings(w.header.dtype, s, n, strings, w.name, first));
+      WD_RETURN_IF_ERROR(AppendEncodedStrings(w.dtype, s, n, strings, w.name, first));
       return sink.Append(reinterpret_cast<const uint8_t*>(strings.data()), strings.size());
     }
-    if (as_is) return sink.Append(s, n * w.header.dtype.item_size);  // no copy
+    if (as_is) return sink.Append(s, n * w.dtype.item_size);  // no copy
     buf.resize(n * OutElementSize(out));
-    WD_RETURN_IF_ERROR(ConvertElements(w.header.dtype, s, n, buf.data(), w.name, first));
+    WD_RETURN_IF_ERROR(ConvertElements(w.dtype, s, n, buf.data(), w.name, first));
     return sink.Append(buf.data(), buf.size());
   });
 }

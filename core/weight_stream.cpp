@@ -89,17 +89,16 @@ std::vector<uint8_t> FortranToC(const std::vector<uint8_t>& f, const std::vector
 Result<std::unique_ptr<ByteSource>> OpenCOrder(const Bundle& bundle, const WeightEntry& w,
                                                bool check_crc) {
   WD_ASSIGN_OR_RETURN(auto src, bundle.OpenData(w, check_crc));
-  if (!w.header.fortran_order || w.header.shape.size() < 2) return src;
+  if (!w.fortran_order || w.shape.size() < 2) return src;
   // Transposing needs the whole array; Fortran-order inputs are the one case
   // held in memory (documented in docs/formats.md).
-  std::vector<uint8_t> all(w.header.data_bytes);
-  WD_RETURN_IF_ERROR(ReadExact(*src, all.data(), all.size(), w.where, w.header.header_size));
-  return std::unique_ptr<ByteSource>(
-      new MemorySource(FortranToC(all, w.header.shape, w.header.dtype.item_size)));
+  std::vector<uint8_t> all(w.data_bytes);
+  WD_RETURN_IF_ERROR(ReadExact(*src, all.data(), all.size(), w.where, w.data_offset));
+  return std::unique_ptr<ByteSource>(new MemorySource(FortranToC(all, w.shape, w.dtype.item_size)));
 }
 
 size_t ChunkElements(const WeightEntry& w) {
-  return std::max<size_t>(1, std::min(kChunkElements, kMaxChunkBytes / w.header.dtype.item_size));
+  return std::max<size_t>(1, std::min(kChunkElements, kMaxChunkBytes / w.dtype.item_size));
 }
 
 // Two readers when some read inflates: inflating is the slow step (~250
@@ -198,8 +197,8 @@ Result<bool> WeightStream::ProduceOne(Lane& lane, Chunk& out) {
   const WeightRead& r = reads_[lane.read];
   const WeightEntry& w = lane.bundle->weights()[r.entry];
   if (lane.src == nullptr) WD_RETURN_IF_ERROR(OpenRead(lane, r));
-  const size_t item = w.header.dtype.item_size;
-  const uint64_t left = w.header.element_count - lane.produced;
+  const size_t item = w.dtype.item_size;
+  const uint64_t left = w.element_count - lane.produced;
   if (left == 0) {  // end of this read
     out = Chunk{};
     lane.src.reset();
@@ -212,7 +211,7 @@ Result<bool> WeightStream::ProduceOne(Lane& lane, Chunk& out) {
   out = TakeBuffer(lane, n * item);
   // Read in pieces that stay in L2 while libzip/zlib CRC-check (or inflate
   // into) them: whole-MiB reads left the CRC reading back from memory.
-  const uint64_t at = w.header.header_size + lane.produced * item;
+  const uint64_t at = w.data_offset + lane.produced * item;
   for (size_t done = 0; done < n * item;) {
     const size_t piece = std::min(n * item - done, kReadPiece);
     WD_RETURN_IF_ERROR(ReadExact(*lane.src, out.data.get() + done, piece, w.where, at + done));

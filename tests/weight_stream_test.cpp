@@ -84,7 +84,7 @@ TEST_CASE("a read-ahead stream hands over the same bytes as reading on the calle
     CHECK(want.bytes[0] == test::Floats({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}));
     CHECK(want.bytes[1] == want.bytes[0]);
     for (size_t r = 2; r < reads.size(); ++r) {
-      CHECK(want.bytes[r].size() == (*b)->weights()[reads[r].entry].header.data_bytes);
+      CHECK(want.bytes[r].size() == (*b)->weights()[reads[r].entry].data_bytes);
     }
   }
 }
