@@ -96,6 +96,10 @@ struct Watch {
   std::unique_ptr<Timer> scan_timer, settle_timer, rescan_timer;
   bool pruning = false;
   int64_t last_prune_ms = 0;
+  // Entries whose claim failed (not merely incomplete), by name: why. Each
+  // is logged when its reason first appears, tried again at every rescan
+  // and shown in status until it is claimed or gone.
+  std::map<std::string, std::string> unclaimable;
 };
 
 // A bundle found at start: in processing/, or in the drop folder after it
@@ -165,6 +169,8 @@ class Daemon {
   void Probe(Watch* w, const std::string& name);
   void OnProbed(uint64_t id, const std::string& name, const Status& opened);
   void Claim(Watch* w, const std::string& name);
+  void NoteUnclaimable(uint64_t id, const WatchConfig& cfg, const std::string& name,
+                       const Status& why);
   void OnClaimed(uint64_t id, const WatchConfig& cfg, const std::string& name,
                  const std::string& claim_id, const Result<Claimed>& claimed, bool is_link);
 
@@ -700,9 +706,14 @@ void Daemon::OnScanned(uint64_t id, ScanOutcome o) {
     }
   }
   std::vector<std::pair<std::string, std::vector<std::string>>> subdirs;
+  std::set<std::string> candidates;
   for (const DropEntry& e : *r) {
     if (IsBundleCandidate(e)) subdirs.emplace_back(e.name, e.subdirs);
+    if (IsBundleCandidate(e)) candidates.insert(e.name);
   }
+  const size_t unclaimable_before = w->unclaimable.size();
+  std::erase_if(w->unclaimable, [&](const auto& u) { return candidates.count(u.first) == 0; });
+  if (w->unclaimable.size() != unclaimable_before) StatusChanged();
   const Readiness::Scanned s = w->readiness.ApplyScan(std::move(*r), w->scan_started_ms);
   // An upload under a temporary name is the documented way in (info); any
   // other entry that is not a bundle is somebody's mistake (warning).
@@ -848,6 +859,26 @@ void Daemon::Claim(Watch* w, const std::string& name) {
       });
 }
 
+// A claim that failed for a reason other than an incomplete bundle (most
+// often permissions: moving a folder bundle needs write permission on it).
+// The bundle stays where it is and is tried again at every rescan; the
+// reason is logged when it first appears, not at every rescan.
+void Daemon::NoteUnclaimable(uint64_t id, const WatchConfig& cfg, const std::string& name,
+                             const Status& why) {
+  Watch* w = FindWatch(id);
+  if (w != nullptr) {
+    auto [it, fresh] = w->unclaimable.try_emplace(name, why.message());
+    if (!fresh && it->second == why.message()) return;
+    it->second = why.message();
+    StatusChanged();
+  }
+  spdlog::error(
+      "cannot claim {}/{}: {}; it stays in the drop folder and is tried again at every rescan "
+      "(weightdrop moves a bundle by renaming it: its user needs write permission on {} and, "
+      "for a folder bundle, on the folder itself)",
+      cfg.drop, name, why.message(), cfg.drop);
+}
+
 void Daemon::OnClaimed(uint64_t id, const WatchConfig& cfg, const std::string& name,
                        const std::string& claim_id, const Result<Claimed>& claimed, bool is_link) {
   queues_.ClaimFinished(claim_id);
@@ -856,11 +887,11 @@ void Daemon::OnClaimed(uint64_t id, const WatchConfig& cfg, const std::string& n
     spdlog::warn("{}/{}: is a symbolic link; weightdrop never follows links (ignored)", cfg.drop,
                  name);
   } else if (!claimed.ok()) {
-    if (claimed.status().kind() != ErrorKind::kIncomplete) {
-      spdlog::error("{}", claimed.status().message());
-    }
+    if (claimed.status().kind() != ErrorKind::kIncomplete)
+      NoteUnclaimable(id, cfg, name, claimed.status());
   } else {
-    spdlog::info("claimed {}", claimed->path);
+    if (Watch* w = FindWatch(id); w != nullptr && w->unclaimable.erase(name) != 0) StatusChanged();
+    spdlog::info("claimed {}/{} into {}", cfg.drop, name, claimed->path);
     if (!claimed->warning.empty()) spdlog::warn("{}", claimed->warning);
     auto model = ExpandModelTemplate(cfg.model, name, cfg.drop);
     Enqueue(Job{.cfg = cfg,
@@ -959,7 +990,11 @@ void Daemon::OnJobDone(const std::string& key, Outcome o) {
       m.last_result = "unchanged";
       break;
     case Outcome::kFailed:
-      spdlog::error("failed {}: {} (moved to {})", job.claimed.name, o.error, o.bundle_path);
+      if (o.bundle_path.empty()) {
+        spdlog::error("failed {}: {}", job.claimed.name, o.error);
+      } else {
+        spdlog::error("failed {}: {} (moved to {})", job.claimed.name, o.error, o.bundle_path);
+      }
       ++m.failures;
       m.last_result = "failed";
       m.last_error = o.error;
@@ -970,8 +1005,9 @@ void Daemon::OnJobDone(const std::string& key, Outcome o) {
                      job.claimed.name, job.attempts, cfg_.bundle_retries, f.backoff_ms / 1000.0,
                      o.error);
       } else {
-        spdlog::warn("retrying {} in {:.1f}s (attempt {}): {}", job.claimed.path,
-                     f.backoff_ms / 1000.0, job.attempts, o.error);
+        spdlog::warn("retrying {} in {:.1f}s (attempt {}): {}",
+                     job.cfg.drop + "/" + job.claimed.name, f.backoff_ms / 1000.0, job.attempts,
+                     o.error);
       }
       m.last_result = "retrying";
       m.last_error = o.error;
@@ -1120,7 +1156,9 @@ void Daemon::StatusChanged() {
   status_.watches.clear();
   std::map<std::string, WatchStatus> by_drop;
   for (const auto& [id, w] : watches_) {
-    by_drop[w->cfg.drop] = {w->cfg.drop, w->cfg.serve, 0, 0, w->readiness.ignored()};
+    WatchStatus& ws = by_drop[w->cfg.drop];
+    ws = {w->cfg.drop, w->cfg.serve, 0, 0, w->readiness.ignored(), {}};
+    for (const auto& [name, why] : w->unclaimable) ws.unclaimable.push_back(name + ": " + why);
   }
   status_.publishing.clear();
   const int64_t now = SteadyMs();

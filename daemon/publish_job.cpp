@@ -2,8 +2,10 @@
 
 #include <pwd.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 
 #include "core/file_system.h"
@@ -93,10 +95,30 @@ Status NamedAsDropped(const Job& job, const Status& given) {
   return Status::Error(given.kind(), text, given.sys_errno());
 }
 
+// True when the claimed bundle is no longer in processing/ (removed by
+// hand): there is nothing left to retry or to quarantine.
+bool Vanished(const Job& job) {
+  struct stat st;
+  return lstat(job.claimed.path.c_str(), &st) != 0 && errno == ENOENT;
+}
+
 }  // namespace
 
 void SettleBundle(const Job& job, const Status& given, int bundle_retries, Outcome* out) {
   const Status error = NamedAsDropped(job, given);
+  if (!error.ok() && Vanished(job)) {
+    // Retrying would fail on the missing bundle for ever and hold the
+    // model's queue: report it once and let the next bundle go.
+    out->kind = Outcome::kFailed;
+    out->error = job.cfg.drop + "/" + job.claimed.name +
+                 ": was removed from .weightdrop/processing/ before it was published; nothing "
+                 "was published from it (last error: " +
+                 error.message() + ")";
+    out->bundle_path.clear();
+    const std::string claim_dir = job.claimed.path.substr(0, job.claimed.path.rfind('/'));
+    if (!job.claimed.id.empty()) rmdir(claim_dir.c_str());  // only when empty
+    return;
+  }
   const bool unreadable = !error.ok() && error.kind() == ErrorKind::kUnreadable;
   if ((!error.ok() && error.kind() == ErrorKind::kEnvironment) ||
       (unreadable && job.attempts + 1 < bundle_retries)) {

@@ -61,11 +61,8 @@ std::optional<int64_t> ParseRfc3339(const std::string& text) {
 // ---- status.json ---------------------------------------------------------
 
 Json WatchToJson(const WatchStatus& w) {
-  return Json{{"drop", w.drop},
-              {"serve", w.serve},
-              {"queued", w.queued},
-              {"in_flight", w.in_flight},
-              {"ignored", w.ignored}};
+  return Json{{"drop", w.drop},           {"serve", w.serve},     {"queued", w.queued},
+              {"in_flight", w.in_flight}, {"ignored", w.ignored}, {"unclaimable", w.unclaimable}};
 }
 
 Json ModelToJson(const ModelStatus& m) {
@@ -161,12 +158,15 @@ Status WatchFromJson(const Json& j, const std::string& origin, const std::string
   WD_RETURN_IF_ERROR(GetField(j, origin, where, "serve", &w->serve));
   WD_RETURN_IF_ERROR(GetField(j, origin, where, "queued", &w->queued));
   WD_RETURN_IF_ERROR(GetField(j, origin, where, "in_flight", &w->in_flight));
-  const auto it = j.find("ignored");
-  if (it == j.end() || it->is_null()) return Status::Ok();
-  if (!it->is_array()) return FieldError(origin, where, "ignored", "an array", *it);
-  for (const Json& n : *it) {
-    if (!n.is_string()) return FieldError(origin, where, "ignored", "an array of strings", n);
-    w->ignored.push_back(n.get<std::string>());
+  for (auto [key, list] :
+       {std::pair{"ignored", &w->ignored}, std::pair{"unclaimable", &w->unclaimable}}) {
+    const auto it = j.find(key);
+    if (it == j.end() || it->is_null()) continue;  // written before the field existed
+    if (!it->is_array()) return FieldError(origin, where, key, "an array", *it);
+    for (const Json& n : *it) {
+      if (!n.is_string()) return FieldError(origin, where, key, "an array of strings", n);
+      list->push_back(n.get<std::string>());
+    }
   }
   return Status::Ok();
 }
@@ -472,6 +472,9 @@ std::string RenderWatches(const DaemonStatus& s) {
   for (const WatchStatus& w : s.watches) {
     rows.push_back({w.drop, w.serve, std::to_string(w.queued), std::to_string(w.in_flight),
                     std::to_string(w.ignored.size())});
+    for (const std::string& u : w.unclaimable) {
+      notes += "cannot claim in " + w.drop + ": " + u + "\n";
+    }
     if (w.ignored.empty()) continue;
     notes += "ignored in " + w.drop + " (not bundles):";
     for (size_t i = 0; i < w.ignored.size() && i < 10; ++i) notes += " " + w.ignored[i];

@@ -22,6 +22,8 @@ struct WatchStatus {
   // Entries of the drop folder that are not bundles (each logged once with
   // why), by name.
   std::vector<std::string> ignored;
+  // Bundles whose claim failed (not merely incomplete): "name: why".
+  std::vector<std::string> unclaimable;
 };
 
 struct ModelStatus {

@@ -103,6 +103,23 @@ TEST_CASE("an unreadable bundle is retried bundle_retries times in all, then qua
   CHECK(txt.find("chmod") != std::string::npos);
 }
 
+TEST_CASE("a bundle removed from processing/ while it waited is failed once, never retried") {
+  for (const ErrorKind kind : {ErrorKind::kUnreadable, ErrorKind::kEnvironment}) {
+    Folders f;
+    Job job = f.Claim("m.npy", GoodNpy());
+    const std::string claim_dir = job.claimed.path.substr(0, job.claimed.path.rfind('/'));
+    fs::remove(job.claimed.path);  // an operator cleaned processing/ by hand
+    Outcome o;
+    SettleBundle(job, Status::Error(kind, job.claimed.path + ": cannot open: No such file", ENOENT),
+                 5, &o);
+    CHECK(o.kind == Outcome::kFailed);
+    CHECK(o.bundle_path.empty());
+    CHECK(o.error.find(f.drop + "/m.npy: was removed from .weightdrop/processing/") == 0);
+    CHECK_FALSE(fs::exists(claim_dir));
+    CHECK(fs::is_empty(f.drop + "/.weightdrop/failed"));  // no orphan error file
+  }
+}
+
 TEST_CASE("a fault of the machine or the serve side is retried without limit") {
   Folders f;
   Job job = f.Claim("m.npy", GoodNpy());

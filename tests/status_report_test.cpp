@@ -26,8 +26,8 @@ DaemonStatus Fixture() {
   s.pid = 4242;
   s.started_unix = kStarted;
   s.config = "/etc/weightdrop/config.yaml";
-  s.watches = {{"/srv/drop/a", "/srv/serve", 2, 1, {"notes.txt", "UP.NPZ"}},
-               {"/srv/drop/b", "/srv/serve", 1, 0, {}}};
+  s.watches = {{"/srv/drop/a", "/srv/serve", 2, 1, {"notes.txt", "UP.NPZ"}, {}},
+               {"/srv/drop/b", "/srv/serve", 1, 0, {}, {"locked: rename: Permission denied"}}};
   s.publishing = {{.bundle = "/srv/drop/a/big.npz",
                    .model = "big",
                    .bytes_done = 1048576,
@@ -70,7 +70,7 @@ TEST_CASE("status.json has the contract's fields in order, times in RFC 3339 UTC
   s.started_unix = kStarted;
   s.config = "/etc/wd.yaml";
   s.state = "reloading";
-  s.watches = {{"/d", "/s", 1, 0, {"notes.txt"}}};
+  s.watches = {{"/d", "/s", 1, 0, {"notes.txt"}, {}}};
   ModelStatus m;
   m.model = "m";
   m.serve = "/s";
@@ -97,7 +97,8 @@ TEST_CASE("status.json has the contract's fields in order, times in RFC 3339 UTC
       "in_flight": 0,
       "ignored": [
         "notes.txt"
-      ]
+      ],
+      "unclaimable": []
     }
   ],
   "models": {
@@ -391,7 +392,7 @@ TEST_CASE("status line summarises folders, queue and counts") {
   };
   DaemonStatus one;
   one.state = "stopping";
-  one.watches = {{"/d", "/s", 0, 1, {}}};
+  one.watches = {{"/d", "/s", 0, 1, {}, {}}};
   one.models["/s/m"].last_result = "retrying";
   one.models["/s/m"].failures = 1;
   const Row rows[] = {
@@ -422,6 +423,7 @@ TEST_CASE("weightdrop status renders header, watches and models as tables") {
       "/srv/drop/a  /srv/serve       2          1        2\n"
       "/srv/drop/b  /srv/serve       1          0        0\n"
       "ignored in /srv/drop/a (not bundles): notes.txt UP.NPZ\n"
+      "cannot claim in /srv/drop/b: locked: rename: Permission denied\n"
       "\n"
       "PUBLISHING           AS MODEL                DONE  ELAPSED\n"
       "/srv/drop/a/big.npz  big       1.0 MiB of 4.0 MiB     2.5s\n"

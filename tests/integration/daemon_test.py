@@ -1309,6 +1309,70 @@ def unreadable_bundle():
         d.stop()
 
 
+@check("23b an unreadable bundle removed from processing/ while it waits for a retry fails "
+       "once (no endless retry, no orphan error file); the model's next bundle publishes")
+def vanished_while_retrying():
+    with Env("vanished") as env:
+        env.top.update(bundle_retries=5, bundle_retry_delay="1s")
+        w = env.watch(model="m")
+        env.write_config()
+        wrapper = unprivileged(env)
+        d = env.start(write=False, binary=wrapper)
+        secret = env.path("outside-secret.npy")
+        U.write_file(secret, H.npy_bytes(np.arange(5, dtype=np.float32)))
+        os.chmod(secret, 0o600 if wrapper else 0o000)
+        os.rename(secret, os.path.join(w.drop, "first.npy"))
+        d.wait_log(r"cannot read first\.npy \(attempt 1", timeout=10)
+        for claim in os.listdir(w.sub("processing")):  # an operator cleans up by hand
+            shutil.rmtree(w.sub("processing", claim))
+        w.drop_by_rename("second.npy", H.npy_bytes(np.arange(7, dtype=np.float32)))
+        if wrapper:
+            os.lchown(os.path.join(w.drop, "second.npy"), 65534, 65534)
+        wait_published(d, w, "m", 1, timeout=20, done="second.npy")
+        d.check(any("was removed from .weightdrop/processing/" in ln for ln in d.log_lines()),
+                "the vanished bundle's failure was not logged")
+        d.check(w.failed() == [], f"failed/ holds {w.failed()} (orphan error files)")
+        d.check(w.processing() == [], f"processing/ holds {w.processing()}")
+        d.check(not any("retrying" in ln and "first.npy" in ln for ln in d.log_lines()),
+                "the vanished bundle was retried as a serve-side fault")
+        d.stop()
+
+
+@check("23c a folder bundle the daemon's user cannot move is logged once with a hint, shown "
+       "in status, and holds up no other bundle")
+def unclaimable_bundle():
+    with Env("unclaimable") as env:
+        w = env.watch(model="{stem}", rescan="1s")
+        env.write_config()
+        wrapper = unprivileged(env)
+        if wrapper is None:
+            raise Skip("needs root, to make a folder the daemon's user cannot move")
+        d = env.start(write=False, binary=wrapper)
+        locked = os.path.join(w.drop, "locked")
+        os.mkdir(locked)  # root's, mode 0755: nobody can read it but not rename it
+        U.write_file(os.path.join(locked, "w.npy"), H.npy_bytes(np.arange(3, dtype=np.float32)))
+        U.write_file(os.path.join(locked, ".ready"), b"")
+        w.drop_by_rename("other.npy", H.npy_bytes(np.arange(4, dtype=np.float32)))
+        os.lchown(os.path.join(w.drop, "other.npy"), 65534, 65534)
+        wait_published(d, w, "other", 1, timeout=20, done="other.npy")
+        time.sleep(3.5)  # several rescans
+        said = [ln for ln in d.log_lines() if "cannot claim" in ln and "locked" in ln]
+        d.check(len(said) == 1, f"'cannot claim' logged {len(said)} times, expected once")
+        d.check(said and "write permission" in said[0], f"no hint: {said}")
+        st = env.status()
+        unclaimable = [u for ws in st["watches"] for u in ws.get("unclaimable", [])]
+        d.check(len(unclaimable) == 1 and unclaimable[0].startswith("locked: "),
+                f"status.json unclaimable: {unclaimable}")
+        text = status_text(env)
+        d.check("cannot claim in " in text, f"`status` does not show it: {text}")
+        shutil.rmtree(locked)
+        time.sleep(2)
+        st = env.status()
+        d.check(all(not ws.get("unclaimable") for ws in st["watches"]),
+                "status still lists the removed folder")
+        d.stop()
+
+
 # --- 24. state across restarts ------------------------------------------------------
 
 @check("24 after a restart, status and metrics show the served models at once: current "
