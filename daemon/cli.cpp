@@ -70,8 +70,11 @@ struct PipelineFlags {
   // its overrides), used instead of reading `config` as pipeline settings.
   std::optional<PipelineOptions> watch_options;
 
-  void Add(CLI::App* cmd, bool with_overrides) {
-    cmd->add_option("--config", config, "pipeline settings (YAML, docs/configuration.md)");
+  void Add(CLI::App* cmd, bool with_overrides, bool daemon_config = false) {
+    cmd->add_option("--config", config,
+                    daemon_config ? "pipeline settings, or a daemon config with --watch (YAML, "
+                                    "docs/configuration.md)"
+                                  : "pipeline settings (YAML, docs/configuration.md)");
     if (!with_overrides) return;
     cmd->add_option("--shard-size", shard_size, "bytes per shard file, e.g. 4MiB");
     cmd->add_option("--quantize", quantize,
@@ -213,7 +216,8 @@ std::string PublishSummary(const std::string& bundle, const std::string& model,
   const PublishResult& pr = bp.result;
   if (pr.unchanged) {
     return model + " unchanged: " + bundle + " is identical to version " +
-           std::to_string(pr.version) + " (same bundle sha256 and settings): nothing published";
+           std::to_string(pr.version) +
+           " (same bundle sha256 and settings): nothing published; --force publishes anew";
   }
   uint64_t bytes = 0, weights = 0, shards = 0;
   for (const PlannedGroup& g : bp.plan.groups) {
@@ -571,7 +575,7 @@ int RunCli(int argc, char** argv) {
 
   auto* inspect = app.add_subcommand("inspect", "show how a bundle would be published");
   inspect->add_option("BUNDLE", bundle, ".npz, .npy or folder of them")->required();
-  inspect_flags.Add(inspect, true);
+  inspect_flags.Add(inspect, true, /*daemon_config=*/true);
   std::string inspect_watch;
   inspect->add_option("--watch", inspect_watch,
                       "with a daemon --config: the watch (drop folder or its base name) whose "

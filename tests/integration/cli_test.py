@@ -1240,7 +1240,7 @@ def progress_summary_off_tty(sb):
     assert version_from_stdout(r, sb.S, "mlp") == 1
     r = expect_ok(sb.publish(b, "--shard-size", "4KiB", model="mlp"), "re-publish")
     want = (f"mlp unchanged: {b} is identical to version 1 (same bundle sha256 and settings): "
-            "nothing published")
+            "nothing published; --force publishes anew")
     assert r.err.strip().splitlines()[-1] == want, f"expected {want!r}:\n      {r}"
 
 
@@ -1266,6 +1266,25 @@ def progress_on_tty(sb):
                              "config.yaml", cwd=cdir)
     assert rc == 0 and "weightdrop: note:" in tty, f"exit {rc}: {tty!r}"
     check_lines_start_clean(tty, "publish with a note")
+
+
+@check("progress: a long publish redraws at most ~10 times a second, with MiB/s and an ETA")
+@with_sandbox
+def progress_rate_and_eta(sb):
+    rng = np.random.default_rng(7)
+    b = sb.npz("big.npz", **{f"layer{i:02d}/kernel": rng.standard_normal((1024, 2048), np.float32)
+                             for i in range(16)})  # 128 MiB
+    start = time.monotonic()
+    rc, out, tty = wd_on_tty("publish", b, "--to", sb.S, "--model", "big", "--shard-size", "64KiB")
+    took = time.monotonic() - start
+    assert rc == 0, f"exit {rc}: {tty!r}"
+    draws = tty.count("\r\033[K  ")
+    assert draws <= 10 * took + 2, f"{draws} redraws in {took:.2f}s: more than ~10 a second"
+    with_rate = re.findall(r"\d+/16 weights, [\d.]+/[\d.]+ MiB, [\d.]+ \S+/s, ETA \S+", tty)
+    if took >= 0.6:  # a draw at >= 0.2 s that is not the last one must carry both
+        assert with_rate, f"no line with a rate and an ETA in {took:.2f}s: {tty!r}"
+    else:
+        note(f"publish took {took:.2f}s: too quick to require a rate and ETA line")
 
 
 # --- 9. retry, rollback of a version folder, inspect with a daemon config ------
