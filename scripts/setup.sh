@@ -34,7 +34,7 @@ install() {
 
 pkgs=(build-essential cmake pkg-config clang-format
       libuv1-dev libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev doctest-dev
-      libzip-dev zlib1g-dev libssl-dev libcli11-dev
+      libzip-dev zlib1g-dev libisal-dev libssl-dev libcli11-dev
       libcurl4-openssl-dev libtinyxml2-dev
       python3 python3-numpy
       clang libclang-rt-14-dev)  # scripts/fuzz.sh: libFuzzer targets
