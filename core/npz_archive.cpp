@@ -8,6 +8,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
+
+#include "core/inflate.h"
 
 namespace wd {
 namespace {
@@ -26,68 +29,9 @@ bool IsSystemError(int code) {
          code == ZIP_ER_MEMORY || code == ZIP_ER_TELL;
 }
 
-// Streams one member: exactly `size` bytes, then proves the member ends
-// there by asking for one byte more. Never inflates more than size + 1.
-class MemberSource : public ByteSource {
- public:
-  MemberSource(zip_file_t* f, uint64_t size, std::string where)
-      : f_(f), size_(size), where_(std::move(where)) {}
-  ~MemberSource() override { zip_fclose(f_); }
-  MemberSource(const MemberSource&) = delete;
-  MemberSource& operator=(const MemberSource&) = delete;
-
-  Result<size_t> Read(uint8_t* buf, size_t n) override {
-    if (pos_ == size_) return ReadEnd();
-    uint64_t want = std::min<uint64_t>(n, size_ - pos_);
-    zip_int64_t r = zip_fread(f_, buf, want);
-    if (r < 0) return FileError();
-    if (r == 0) {
-      return Status::Bundle(where_ + ": holds only " + std::to_string(pos_) +
-                            " bytes but declares " + std::to_string(size_));
-    }
-    pos_ += static_cast<uint64_t>(r);
-    // Check the end (and so the CRC) with the last bytes, not on a later
-    // call: consumers read exactly the declared size and stop.
-    if (pos_ == size_) {
-      Result<size_t> end = ReadEnd();
-      if (!end.ok()) return end.status();
-    }
-    return static_cast<size_t>(r);
-  }
-
- private:
-  // At the declared size: one more byte must not exist, and reaching the end
-  // of the stream makes libzip check the CRC.
-  Result<size_t> ReadEnd() {
-    if (checked_end_) return size_t{0};
-    uint8_t extra;
-    zip_int64_t r = zip_fread(f_, &extra, 1);
-    if (r < 0) return FileError();
-    if (r > 0) {
-      return Status::Bundle(where_ + ": inflates past its declared " + std::to_string(size_) +
-                            " bytes");
-    }
-    checked_end_ = true;
-    return size_t{0};
-  }
-
-  Status FileError() const {
-    int code = zip_error_code_zip(zip_file_get_error(f_));
-    std::string at = " (after " + std::to_string(pos_) + " of " + std::to_string(size_) + " bytes)";
-    if (code == ZIP_ER_CRC) return Status::Bundle(where_ + ": CRC mismatch: data is corrupt" + at);
-    std::string msg = where_ + ": " + zip_error_strerror(zip_file_get_error(f_)) + at;
-    return IsSystemError(code) ? Status::Environment(msg) : Status::Bundle(msg);
-  }
-
-  zip_file_t* f_;
-  uint64_t size_;
-  std::string where_;
-  uint64_t pos_ = 0;
-  bool checked_end_ = false;
-};
-
-// Streams a window of a stored member straight from the file (no CRC):
-// exactly `size` bytes; a file that ends sooner is an error.
+// Streams a window of a member's data straight from the file, as stored
+// (deflated bytes stay deflated), without a CRC check: exactly `size` bytes;
+// a file that ends sooner is an error.
 class RangeSource : public ByteSource {
  public:
   RangeSource(zip_source_t* src, uint64_t size, std::string where)
@@ -122,6 +66,191 @@ class RangeSource : public ByteSource {
   uint64_t size_;
   std::string where_;
   uint64_t pos_ = 0;
+};
+
+// A window of member `index`'s data through zip_source_zip, `size` bytes
+// long. libzip checks the CRC of a window only when it covers a whole member
+// read uncompressed: callers ask for part of a stored member (start > 0 or
+// len < its size), or for a deflated member's compressed bytes (start 0,
+// len -1, which zip_source_zip reads with ZIP_FL_COMPRESSED).
+Result<std::unique_ptr<ByteSource>> OpenWindow(zip_t* z, uint64_t index, uint64_t start,
+                                               zip_int64_t len, uint64_t size,
+                                               const std::string& where) {
+  zip_source_t* src = zip_source_zip(z, z, index, 0, start, len);
+  if (src == nullptr || zip_source_open(src) != 0) {
+    zip_error_t* e = src != nullptr ? zip_source_error(src) : zip_get_error(z);
+    std::string msg = where + ": cannot open: " + zip_error_strerror(e);
+    const bool system = IsSystemError(zip_error_code_zip(e));
+    zip_source_free(src);
+    return system ? Status::Environment(msg) : Status::Bundle(msg);
+  }
+  return std::unique_ptr<ByteSource>(new RangeSource(src, size, where));
+}
+
+// Member `m`'s data as the archive holds it, not CRC-checked by libzip
+// (MemberSource checks it once, faster): a deflated member's compressed
+// bytes in one window; a stored member's in two, [0, size - 1) and its last
+// byte, as libzip would CRC a window over a whole stored member with zlib.
+// A 1-byte stored member is one window, whose byte libzip checks too.
+class RawSource : public ByteSource {
+ public:
+  RawSource(zip_t* z, const NpzMember& m, std::string where)
+      : z_(z), index_(m.index), where_(std::move(where)) {
+    if (!m.stored) {
+      if (m.comp_size > 0) pieces_[n_pieces_++] = {0, -1, m.comp_size};
+    } else if (m.size == 1) {
+      pieces_[n_pieces_++] = {0, 1, 1};
+    } else if (m.size > 1) {
+      const auto head = static_cast<zip_int64_t>(m.size - 1);
+      pieces_[n_pieces_++] = {0, head, m.size - 1};
+      pieces_[n_pieces_++] = {m.size - 1, 1, 1};
+    }
+  }
+
+  Result<size_t> Read(uint8_t* buf, size_t n) override {
+    for (;;) {
+      if (cur_ != nullptr) {
+        WD_ASSIGN_OR_RETURN(size_t r, cur_->Read(buf, n));
+        if (r > 0) return r;
+        cur_.reset();
+      }
+      if (next_ == n_pieces_) return size_t{0};
+      const Piece& p = pieces_[next_++];
+      WD_ASSIGN_OR_RETURN(cur_, OpenWindow(z_, index_, p.start, p.len, p.size, where_));
+    }
+  }
+
+ private:
+  struct Piece {
+    uint64_t start = 0;
+    zip_int64_t len = 0;  // as zip_source_zip takes it
+    uint64_t size = 0;
+  };
+  zip_t* z_;
+  uint64_t index_;
+  std::string where_;
+  Piece pieces_[2];
+  size_t n_pieces_ = 0;
+  size_t next_ = 0;
+  std::unique_ptr<ByteSource> cur_;
+};
+
+// Streams one member: exactly `size` bytes, CRC-32 checked against the
+// central directory. A deflated member is inflated from its raw bytes in
+// bounded pieces; at the declared size, one more byte must not inflate, so
+// a member never inflates past size + 1.
+class MemberSource : public ByteSource {
+ public:
+  MemberSource(std::unique_ptr<ByteSource> raw, const NpzMember& m, InflateImpl impl,
+               std::string where)
+      : raw_(std::move(raw)),
+        size_(m.size),
+        crc_want_(m.crc),
+        impl_(impl),
+        where_(std::move(where)) {
+    // A deflated member with no compressed bytes at all reads as empty, as
+    // libzip read it: its declared size then decides.
+    if (!m.stored && m.comp_size > 0) {
+      inflater_ = Inflater::Create(impl);
+      in_.reset(new uint8_t[kInBuffer]);
+    }
+  }
+
+  Result<size_t> Read(uint8_t* buf, size_t n) override {
+    if (pos_ == size_) return ReadEnd();
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(n, size_ - pos_));
+    WD_ASSIGN_OR_RETURN(size_t r,
+                        inflater_ != nullptr ? Inflate(buf, want) : raw_->Read(buf, want));
+    if (r == 0) {
+      return Status::Bundle(where_ + ": holds only " + std::to_string(pos_) +
+                            " bytes but declares " + std::to_string(size_));
+    }
+    crc_ = Crc32(impl_, crc_, buf, r);
+    pos_ += r;
+    // Check the end (and so the CRC) with the last bytes, not on a later
+    // call: consumers read exactly the declared size and stop.
+    if (pos_ == size_) {
+      Result<size_t> end = ReadEnd();
+      if (!end.ok()) return end.status();
+    }
+    return r;
+  }
+
+ private:
+  static constexpr size_t kInBuffer = 128u << 10;
+
+  // At the declared size: one more byte must not inflate, and the data must
+  // have the CRC-32 the central directory records.
+  Result<size_t> ReadEnd() {
+    if (checked_end_) return size_t{0};
+    if (inflater_ != nullptr) {
+      uint8_t extra;
+      WD_ASSIGN_OR_RETURN(size_t r, Inflate(&extra, 1));
+      if (r > 0) {
+        return Status::Bundle(where_ + ": inflates past its declared " + std::to_string(size_) +
+                              " bytes");
+      }
+    }
+    if (crc_ != crc_want_) {
+      return Status::Bundle(where_ + ": CRC mismatch: data is corrupt: its " +
+                            std::to_string(size_) + " bytes have CRC-32 " + Hex(crc_) +
+                            ", the archive records " + Hex(crc_want_));
+    }
+    checked_end_ = true;
+    return size_t{0};
+  }
+
+  // Inflates up to n bytes into buf; 0 once the stream has ended.
+  Result<size_t> Inflate(uint8_t* buf, size_t n) {
+    while (!ended_) {
+      if (in_pos_ == in_len_ && !raw_eof_) {
+        WD_ASSIGN_OR_RETURN(in_len_, raw_->Read(in_.get(), kInBuffer));
+        in_pos_ = 0;
+        raw_eof_ = in_len_ == 0;
+      }
+      Result<Inflater::Step> step =
+          inflater_->Inflate(in_.get() + in_pos_, in_len_ - in_pos_, buf, n);
+      if (!step.ok()) {
+        return Status::Error(step.status().kind(), where_ + ": " + step.status().message() + At());
+      }
+      in_pos_ += step->consumed;
+      ended_ = step->ended;
+      if (step->produced > 0) return step->produced;
+      if (step->consumed == 0 && in_pos_ == in_len_ && raw_eof_) {
+        return Status::Bundle(where_ +
+                              ": deflate stream is truncated: its compressed bytes end "
+                              "before the stream does" +
+                              At());
+      }
+      if (step->consumed == 0 && in_pos_ < in_len_ && !ended_) {
+        return Status::Internal(where_ + ": inflate made no progress" + At());
+      }
+    }
+    return size_t{0};
+  }
+
+  std::string At() const {
+    return " (after " + std::to_string(pos_) + " of " + std::to_string(size_) + " bytes)";
+  }
+  static std::string Hex(uint32_t v) {
+    char s[11];
+    std::snprintf(s, sizeof s, "0x%08x", v);
+    return s;
+  }
+
+  std::unique_ptr<ByteSource> raw_;
+  uint64_t size_;
+  uint32_t crc_want_;
+  InflateImpl impl_;
+  std::string where_;
+  std::unique_ptr<Inflater> inflater_;  // null for stored (and empty) members
+  std::unique_ptr<uint8_t[]> in_;       // compressed bytes read, not yet inflated
+  size_t in_pos_ = 0, in_len_ = 0;
+  bool raw_eof_ = false;
+  bool ended_ = false;
+  uint64_t pos_ = 0;
+  uint32_t crc_ = 0;
+  bool checked_end_ = false;
 };
 
 // pread that retries EINTR; returns the count read or -1.
@@ -189,11 +318,12 @@ Result<NpzMember> StatMember(zip_t* z, uint64_t i, const std::string& where) {
                           zip_strerror(z));
   }
   const zip_uint64_t need = ZIP_STAT_NAME | ZIP_STAT_SIZE | ZIP_STAT_COMP_SIZE |
-                            ZIP_STAT_COMP_METHOD | ZIP_STAT_ENCRYPTION_METHOD;
+                            ZIP_STAT_COMP_METHOD | ZIP_STAT_ENCRYPTION_METHOD | ZIP_STAT_CRC;
   if ((st.valid & need) != need) {
-    return Status::Bundle(where + ": zip entry " + std::to_string(i) + " lacks size or method");
+    return Status::Bundle(where + ": zip entry " + std::to_string(i) +
+                          " lacks size, method or CRC");
   }
-  NpzMember m{st.name, i, st.size, st.comp_size, st.comp_method == ZIP_CM_STORE};
+  NpzMember m{st.name, i, st.size, st.comp_size, st.comp_method == ZIP_CM_STORE, st.crc};
   std::string member = where + ": member '" + m.name + "'";
   if (st.encryption_method != ZIP_EM_NONE) return Status::Bundle(member + ": is encrypted");
   if (st.comp_method != ZIP_CM_STORE && st.comp_method != ZIP_CM_DEFLATE) {
@@ -280,8 +410,8 @@ Result<std::unique_ptr<NpzArchive>> NpzArchive::Reopen() const {
   bool same = a->members_.size() == members_.size();
   for (size_t i = 0; same && i < members_.size(); ++i) {
     const NpzMember &x = members_[i], &y = a->members_[i];
-    same =
-        x.name == y.name && x.size == y.size && x.comp_size == y.comp_size && x.stored == y.stored;
+    same = x.name == y.name && x.size == y.size && x.comp_size == y.comp_size &&
+           x.stored == y.stored && x.crc == y.crc;
   }
   if (!same) return Status::Bundle(where_ + ": changed while being read");
   return a;
@@ -289,13 +419,9 @@ Result<std::unique_ptr<NpzArchive>> NpzArchive::Reopen() const {
 
 Result<std::unique_ptr<ByteSource>> NpzArchive::OpenMember(const NpzMember& m) const {
   std::string member = where_ + ": member '" + m.name + "'";
-  zip_file_t* f = zip_fopen_index(zip_, m.index, 0);
-  if (f == nullptr) {
-    zip_error_t* e = zip_get_error(zip_);
-    std::string msg = member + ": cannot open: " + zip_error_strerror(e);
-    return IsSystemError(zip_error_code_zip(e)) ? Status::Environment(msg) : Status::Bundle(msg);
-  }
-  return std::unique_ptr<ByteSource>(new MemberSource(f, m.size, member));
+  auto raw = std::make_unique<RawSource>(zip_, m, member);
+  return std::unique_ptr<ByteSource>(
+      new MemberSource(std::move(raw), m, ActiveInflateImpl(), std::move(member)));
 }
 
 Result<std::unique_ptr<ByteSource>> NpzArchive::OpenStoredRange(const NpzMember& m, uint64_t start,
@@ -305,16 +431,7 @@ Result<std::unique_ptr<ByteSource>> NpzArchive::OpenStoredRange(const NpzMember&
     return Status::Bundle(member + ": internal: bad raw range " + std::to_string(start) + "+" +
                           std::to_string(length));
   }
-  zip_source_t* src =
-      zip_source_zip(zip_, zip_, m.index, 0, start, static_cast<zip_int64_t>(length));
-  if (src == nullptr || zip_source_open(src) != 0) {
-    zip_error_t* e = src != nullptr ? zip_source_error(src) : zip_get_error(zip_);
-    std::string msg = member + ": cannot open: " + zip_error_strerror(e);
-    const bool system = IsSystemError(zip_error_code_zip(e));
-    zip_source_free(src);
-    return system ? Status::Environment(msg) : Status::Bundle(msg);
-  }
-  return std::unique_ptr<ByteSource>(new RangeSource(src, length, member));
+  return OpenWindow(zip_, m.index, start, static_cast<zip_int64_t>(length), length, member);
 }
 
 }  // namespace wd

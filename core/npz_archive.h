@@ -1,7 +1,8 @@
 // NpzArchive: the members of a .npz (a zip written by np.savez or
-// np.savez_compressed) through libzip: stored or deflated, zip64, data
-// descriptors, CRC checked. A member can never inflate past what its header
-// declares: readers stop at the declared size and treat more as an error.
+// np.savez_compressed): libzip reads the archive (zip64, data descriptors),
+// core/inflate the member data, stored or deflated, CRC checked. A member can
+// never inflate past what its header declares: readers stop at the declared
+// size and treat more as an error.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +23,7 @@ struct NpzMember {
   uint64_t size = 0;   // declared uncompressed size
   uint64_t comp_size = 0;
   bool stored = false;  // compression method 0
+  uint32_t crc = 0;     // CRC-32 of the uncompressed bytes, from the central directory
 };
 
 class NpzArchive {
