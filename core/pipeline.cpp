@@ -291,7 +291,9 @@ Result<BundlePublish> PublishBundle(const std::string& path, const PublishSettin
       .source_fingerprint = *fingerprint,
       .config_digest = Sha256Hex(CanonicalOptions(settings.options)),
       .settings = OptionsToJson(settings.options),
+      .source_metadata = nullptr,
       .skip_if_unchanged = settings.skip_if_unchanged};
+  for (const auto& [file, values] : bundle->Metadata()) req.source_metadata[file] = values;
   if (settings.skip_if_unchanged) {
     WD_ASSIGN_OR_RETURN(req.source_sha256, DigestIfMaybeCurrent(*bundle, store, req));
   }

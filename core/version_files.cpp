@@ -50,6 +50,7 @@ std::string ProvenanceJson(const PublishRequest& req, int version, const StagedC
   j["version"] = version;
   j["source"] = {{"path", req.source_path}, {"sha256", req.source_sha256}};
   if (!req.source_fingerprint.empty()) j["source"]["fingerprint"] = req.source_fingerprint;
+  if (!req.source_metadata.is_null()) j["source"]["metadata"] = req.source_metadata;
   j["config_digest"] = req.config_digest;
   if (!req.settings.is_null()) j["settings"] = req.settings;
   j["created"] = NowRfc3339();

@@ -35,6 +35,9 @@ struct PublishRequest {
   std::string source_fingerprint;
   std::string config_digest;  // sha256 of the canonical pipeline settings
   nlohmann::json settings;    // the settings, recorded for `verify --against`
+  // What the bundle's files say about themselves (safetensors'
+  // __metadata__), by file: recorded as source.metadata. Null: none.
+  nlohmann::json source_metadata;
   // Publish nothing when current came from the same source and config.
   bool skip_if_unchanged = true;
 };
