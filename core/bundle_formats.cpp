@@ -66,13 +66,15 @@ std::string BundleStem(std::string_view file_name) {
   return stem;
 }
 
-std::string BundleFileKinds() {
-  std::string out = "a ";
+std::string BundleExtensionList() {
+  std::string out;
   for (size_t i = 0; i < kFormats.size(); ++i) {
     if (i > 0) out += i + 1 == kFormats.size() ? " or " : ", ";
     out += kFormats[i].extension;
   }
-  return out + " file";
+  return out;
 }
+
+std::string BundleFileKinds() { return "a " + BundleExtensionList() + " file"; }
 
 }  // namespace wd

@@ -50,6 +50,8 @@ bool HasBundleExtensionInOtherCase(std::string_view file_name);
 // stays ".npz". The extensions are stripped in table order (.npz, .npy,
 // .safetensors), as weightdrop always did ("m.npy.npz" -> "m").
 std::string BundleStem(std::string_view file_name);
+// ".npz, .npy or .safetensors": for messages and help.
+std::string BundleExtensionList();
 // "a .npz, .npy or .safetensors file": for messages.
 std::string BundleFileKinds();
 

@@ -84,7 +84,7 @@ Result<BundlePublish> PublishBundle(const std::string& path, const PublishSettin
                                     VersionStore& store, const ProgressFn& progress);
 
 // The model name a bundle publishes as by default: its file name without
-// .npz/.npy (a folder: its name).
+// bundle extension (BundleStem; a folder: its name).
 std::string DefaultModelName(const std::string& bundle_path);
 
 }  // namespace wd

@@ -16,6 +16,7 @@
 
 #include "config/daemon_config.h"
 #include "config/pipeline_config.h"
+#include "core/bundle_formats.h"
 #include "core/cpu_kernels.h"
 #include "core/file_system.h"
 #include "core/inspector.h"
@@ -552,7 +553,8 @@ int RunCli(int argc, char** argv) {
   std::optional<int> rollback_to;
 
   auto* publish = app.add_subcommand("publish", "convert a bundle and publish it as a new version");
-  publish->add_option("BUNDLE", bundle, ".npz, .npy or folder of them")->required();
+  publish->add_option("BUNDLE", bundle, BundleExtensionList() + " file, or a folder of them")
+      ->required();
   publish
       ->add_option("--to", to,
                    "serve root S (the version goes to S/M/<v>), or s3://bucket/prefix "
@@ -574,7 +576,8 @@ int RunCli(int argc, char** argv) {
       ->excludes(as_daemon);
 
   auto* inspect = app.add_subcommand("inspect", "show how a bundle would be published");
-  inspect->add_option("BUNDLE", bundle, ".npz, .npy or folder of them")->required();
+  inspect->add_option("BUNDLE", bundle, BundleExtensionList() + " file, or a folder of them")
+      ->required();
   inspect_flags.Add(inspect, true, /*daemon_config=*/true);
   std::string inspect_watch;
   inspect->add_option("--watch", inspect_watch,

@@ -145,9 +145,9 @@ std::string WhyNotABundle(const DropEntry& e) {
   }
   if (e.kind == DropEntry::Kind::kOther) return "is not a regular file or folder";
   if (HasBundleExtensionInOtherCase(e.name)) {
-    return "is not a bundle: the extension must be lower case (.npz or .npy)";
+    return "is not a bundle: the extension must be lower case (" + BundleExtensionList() + ")";
   }
-  return "is not a bundle (a bundle is a .npz or .npy file, or a folder)";
+  return "is not a bundle (a bundle is " + BundleFileKinds() + ", or a folder)";
 }
 
 Result<std::vector<DropEntry>> ScanDrop(const std::string& drop) {

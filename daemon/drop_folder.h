@@ -24,8 +24,8 @@ struct DropEntry {
   std::vector<std::string> subdirs;  // folders inside a folder entry (relative)
 };
 
-// True for names that can be bundles: not ignored (docs/formats.md, "Bundle"), and a .npz /
-// .npy file or a folder.
+// True for names that can be bundles: not ignored (docs/formats.md, "Bundle"), and a bundle
+// file (core/bundle_formats.h) or a folder.
 bool IsBundleCandidate(const DropEntry& e);
 // Why `e` is not a bundle candidate, for the log ("" when it is one).
 std::string WhyNotABundle(const DropEntry& e);
@@ -85,7 +85,7 @@ struct FailedBundle {
 // that moving them back in this order keeps their arrival order. `original`
 // is the name in the "bundle:" line of <name>.error.txt when it agrees with
 // `name` (equal, or `name` is it plus ".N"); without that, a ".N" (N >= 2)
-// after ".npz" or ".npy" is dropped; else it is `name`. A missing failed/
+// after a bundle extension is dropped; else it is `name`. A missing failed/
 // folder holds nothing.
 Result<std::vector<FailedBundle>> ListFailed(const std::string& drop);
 
