@@ -267,7 +267,7 @@ std::string UnusedPatternMessage(const UnusedPattern& u) {
 
 Result<Plan> MakePlan(const Bundle& bundle, const PipelineOptions& options) {
   if (bundle.weights().empty()) {
-    return Status::Bundle(bundle.path() + ": holds no weights (no .npy files or .npz members)");
+    return Status::Bundle(bundle.path() + ": holds no weights");
   }
   const std::vector<WeightEntry>& ws = bundle.weights();
   std::vector<UnusedPattern> unused_groups;

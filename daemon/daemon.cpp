@@ -891,7 +891,7 @@ void Daemon::OnClaimed(uint64_t id, const WatchConfig& cfg, const std::string& n
       NoteUnclaimable(id, cfg, name, claimed.status());
   } else {
     if (Watch* w = FindWatch(id); w != nullptr && w->unclaimable.erase(name) != 0) StatusChanged();
-    spdlog::info("claimed {}/{} into {}", cfg.drop, name, claimed->path);
+    spdlog::info("claimed {}", claimed->path);
     if (!claimed->warning.empty()) spdlog::warn("{}", claimed->warning);
     auto model = ExpandModelTemplate(cfg.model, name, cfg.drop);
     Enqueue(Job{.cfg = cfg,

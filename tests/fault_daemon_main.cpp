@@ -6,13 +6,17 @@
 //   crash-     writes through a null pointer (SIGSEGV, SEGV_MAPERR)
 //   abort-     calls std::abort() (SIGABRT)
 //   overflow-  recurses until the stack overflows (SIGSEGV on the guard page)
+//   slow-      waits 3 s, then publishes (a publish certain to be running
+//              when a test's SIGTERM arrives)
 // on the worker thread; any other bundle publishes normally.
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
 #include <string>
+#include <thread>
 
 #include "daemon/daemon.h"
 #include "tests/fault.h"
@@ -33,6 +37,7 @@ void InjectFault(const std::string& bundle_path) {
   if (name.starts_with("crash-")) wd::test::StoreToReadOnlyPage();
   if (name.starts_with("abort-")) std::abort();
   if (name.starts_with("overflow-")) std::printf("%d\n", Recurse(1 << 30));
+  if (name.starts_with("slow-")) std::this_thread::sleep_for(std::chrono::seconds(3));
 }
 
 }  // namespace

@@ -1219,6 +1219,31 @@ def sigterm_runs_hook():
         d.check(st["totals"]["publishes"] == 1, f"final status.json totals {st['totals']}")
 
 
+@check("22d a publish certain to finish after SIGTERM (held 3 s by the fault daemon) goes "
+       "live and still runs on_publish before the daemon exits")
+def sigterm_then_publish_finishes():
+    binary = fault_daemon()
+    with Env("sigtermslow") as env:
+        env.top.update(shutdown_timeout="30s")
+        hook_out = env.path("hook.out")
+        w = env.watch(model="m", hooks={
+            "on_publish": ["/bin/sh", "-c", f"echo {{model}} {{version}} >> {hook_out}"]})
+        d = env.start(binary=binary)
+        w.drop_by_rename("slow-a.npy", H.npy_bytes(np.arange(4, dtype=np.float32)))
+        d.wait_log(r"claimed \S*slow-a\.npy", 10)
+        d.signal(signal.SIGTERM)
+        rc = d.wait_exit(timeout=30)
+        d.check(rc == 0, f"exit {rc}")
+        lines = d.log_lines()
+        term = next((i for i, ln in enumerate(lines) if "received SIGTERM" in ln), None)
+        done = next((i for i, ln in enumerate(lines) if "published m version 1" in ln), None)
+        d.check(term is not None and done is not None and done > term,
+                "the publish did not finish after SIGTERM")
+        d.check(w.current("m") == "1", f"current -> {w.current('m')}")
+        got = open(hook_out).read().split() if os.path.exists(hook_out) else []
+        d.check(got == ["m", "1"], f"on_publish after SIGTERM wrote {got}, expected m 1")
+
+
 @check("22b a bad config at start-up is logged at error priority under journald")
 def startup_config_error_priority():
     with Env("badstart") as env:
