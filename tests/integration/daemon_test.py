@@ -493,6 +493,10 @@ def sighup_invalid():
         for i, (bad, word) in enumerate((
                 ("watches: [unclosed\n  - drop: x\n", None),
                 (good_text.replace("settle: 200ms", "setle: 200ms", 1), "setle"),
+                # Settings that conflict are a config error at reload too,
+                # never a failed bundle later.
+                (good_text + "defaults:\n  quantize: {uint8: ['*/kernel'], float16: '*'}\n",
+                 "can never apply"),
                 # yaml-cpp 0.7's LoadAll never returned on this: no "reload failed".
                 (",", "not valid YAML"))):
             env.write_config(bad)
@@ -1244,7 +1248,8 @@ def sigterm_then_publish_finishes():
         d.check(got == ["m", "1"], f"on_publish after SIGTERM wrote {got}, expected m 1")
 
 
-@check("22b a bad config at start-up is logged at error priority under journald")
+@check("22b a bad config at start-up is logged at error priority under journald; conflicting "
+       "settings refuse the start")
 def startup_config_error_priority():
     with Env("badstart") as env:
         env.watch()
@@ -1259,6 +1264,14 @@ def startup_config_error_priority():
         if rc != 1 or not lines or not lines[0].startswith("<3>"):
             raise AssertionError(f"exit {rc}; the config error line should start with <3>:\n"
                                  f"{text}")
+        # Settings that conflict refuse the start too: a config error, not
+        # every bundle sent to failed/ later.
+        env.write_config(env.config_text() +
+                         "defaults:\n  quantize: {uint8: ['*/kernel'], float16: '*'}\n")
+        r = subprocess.run([U.BINARY, "run", "--config", env.config_path], capture_output=True,
+                           text=True, timeout=20)
+        if r.returncode != 1 or "can never apply" not in r.stderr:
+            raise AssertionError(f"conflicting settings at start: exit {r.returncode}:\n{r.stderr}")
 
 
 @check("22c a second daemon on the same state_dir exits 1 at once, naming the first's pid")
