@@ -21,7 +21,7 @@ struct SafetensorsDtype {
 };
 
 // What each dtype is published as is in docs/formats.md ("Dtypes").
-constexpr std::array<SafetensorsDtype, 15> kDtypes = {{
+constexpr std::array<SafetensorsDtype, 16> kDtypes = {{
     {"F64", SourceKind::kFloat, 8},
     {"F32", SourceKind::kFloat, 4},
     {"F16", SourceKind::kFloat, 2},
@@ -37,6 +37,7 @@ constexpr std::array<SafetensorsDtype, 15> kDtypes = {{
     {"U16", SourceKind::kUnsignedInt, 2},
     {"U8", SourceKind::kUnsignedInt, 1},
     {"BOOL", SourceKind::kBool, 1},
+    {"C64", SourceKind::kComplex, 8},  // two little-endian float32: tfjs' complex64
 }};
 
 // Dtypes the format defines that have no exact float32 or int32 form here.
@@ -236,6 +237,7 @@ Result<nlohmann::json> ParseStrictJson(const std::string& text, const std::strin
   };
   constexpr int kMaxDepth = 8;
   std::vector<std::set<std::string>> keys;  // per open object
+  std::string top_key;                      // the key of the top-level object being parsed
   int depth = 0;
   auto check = [&](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
     using E = nlohmann::json::parse_event_t;
@@ -254,9 +256,11 @@ Result<nlohmann::json> ParseStrictJson(const std::string& text, const std::strin
         break;
       case E::key:
         if (!keys.back().insert(parsed.get<std::string>()).second) {
-          throw Abort{"the key '" + EscapeName(parsed.get<std::string>()) +
+          throw Abort{(keys.size() > 1 ? "'" + EscapeName(top_key) + "': " : std::string()) +
+                      "the key '" + EscapeName(parsed.get<std::string>()) +
                       "' appears twice in one object"};
         }
+        if (keys.size() == 1) top_key = parsed.get<std::string>();
         break;
       case E::value:
         break;
