@@ -3,18 +3,18 @@
 # runs them (docs/fuzzing.md):
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]   every corpus file once, then fuzz (default 60 s)
 #   scripts/fuzz.sh --regress [TARGET...]              every corpus file once, no fuzzing
-# TARGET: npy_header bundle pipeline_config daemon_config model_json (default: all).
+# TARGET: npy_header bundle safetensors pipeline_config daemon_config model_json (default: all).
 # Exits 1 on any crash, leak, timeout or out-of-memory; 0 with a message when
 # there is no clang. WD_FUZZ_BUILD names the build folder, WD_FUZZ_JOBS the
 # build's -j (default 2), WD_FUZZ_SEED libFuzzer's -seed (default 0: random).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all_targets=(npy_header bundle pipeline_config daemon_config model_json)
-declare -A max_len=([npy_header]=8192 [bundle]=65536 [pipeline_config]=4096
+all_targets=(npy_header bundle safetensors pipeline_config daemon_config model_json)
+declare -A max_len=([npy_header]=8192 [bundle]=65536 [safetensors]=16384 [pipeline_config]=4096
                     [daemon_config]=4096 [model_json]=8192)
-declare -A dicts=([npy_header]="npy" [bundle]="npy zip" [pipeline_config]="yaml"
-                  [daemon_config]="yaml" [model_json]="json")
+declare -A dicts=([npy_header]="npy" [bundle]="npy zip" [safetensors]="json safetensors"
+                  [pipeline_config]="yaml" [daemon_config]="yaml" [model_json]="json")
 
 seconds=60
 regress_only=0

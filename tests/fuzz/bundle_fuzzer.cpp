@@ -1,6 +1,7 @@
 // Fuzz target: a whole bundle from bytes. The first input byte picks the file
 // kind and the settings (see OptionsFor); the rest is written to a scratch
-// file, b.npz (or b.npy), and taken the whole way: Bundle::Open, BundleDigest,
+// file, b.npz (or b.npy; b.safetensors when built as the safetensors target,
+// WD_FUZZ_SAFETENSORS), and taken the whole way: Bundle::Open, BundleDigest,
 // MakePlan, PublishBundle into a scratch serve folder, the manifest and the
 // publish.json settings read back, Verify against the bundle, Inspect.
 // Every run removes its files and must leave no descriptor open, and a
@@ -38,7 +39,8 @@ constexpr uint64_t kMaxPublishedBytes = 4u << 20;
 constexpr uint64_t kMaxShardsPerGroup = 16;
 constexpr size_t kMaxGroups = 16;
 
-// Settings byte: bit 0 .npy instead of .npz; bits 1-2 the quantize
+// Settings byte: bit 0 .npy instead of .npz (ignored by the safetensors
+// target); bits 1-2 the quantize
 // fallthrough (none, uint8, uint16, float16); bit 3 groups by_prefix 1;
 // bit 4 float16 for "*/kernel"; bits 5-7 the shard size.
 wd::PipelineOptions OptionsFor(uint8_t flags) {
@@ -195,7 +197,11 @@ void Exercise(const std::string& path, const uint8_t* body, size_t body_size, ui
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   const uint8_t flags = data[0];
+#ifdef WD_FUZZ_SAFETENSORS
+  const std::string path = wd::fuzz::ScratchDir() + "/b.safetensors";
+#else
   const std::string path = wd::fuzz::ScratchDir() + ((flags & 1) ? "/b.npy" : "/b.npz");
+#endif
   const int fds_before = wd::fuzz::OpenFdCount();
   wd::fuzz::WriteFileOrDie(path, data + 1, size - 1);
   Exercise(path, data + 1, size - 1, flags);

@@ -239,11 +239,52 @@ def model_json_seeds(out):
     write(out, "model_json", "deep-513.json", '{"a": ' + "[" * 512 + "]" * 512 + "}")
 
 
+def safetensors_bytes(tensors, metadata=None, pad=True):
+    """A .safetensors file as the format's spec lays it out: tensors is a
+    list of (name, dtype name, array of the right item size)."""
+    header, blobs, at = {}, [], 0
+    for name, dtype, a in tensors:
+        data = a.tobytes()
+        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [at, at + len(data)]}
+        blobs.append(data)
+        at += len(data)
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    text = json.dumps(header).encode()
+    if pad:
+        text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + b"".join(blobs)
+
+
+def safetensors_seeds(out):
+    rng = np.random.default_rng(5)
+    f32 = rng.standard_normal((4, 3)).astype(np.float32)
+    bf16 = (f32.view(np.uint32) >> 16).astype(np.uint16)
+    kinds = [("F64", f32.astype(np.float64)), ("F32", f32), ("F16", f32.astype(np.float16)),
+             ("BF16", bf16), ("F8_E4M3", np.arange(256, dtype=np.uint8)),
+             ("F8_E5M2", np.arange(256, dtype=np.uint8)), ("I64", np.arange(5, dtype=np.int64)),
+             ("I32", np.arange(5, dtype=np.int32)), ("I16", np.arange(5, dtype=np.int16)),
+             ("I8", np.arange(5, dtype=np.int8)), ("U64", np.arange(5, dtype=np.uint64)),
+             ("U32", np.arange(5, dtype=np.uint32)), ("U16", np.arange(5, dtype=np.uint16)),
+             ("U8", np.arange(5, dtype=np.uint8)), ("BOOL", np.array([0, 1, 1], dtype=np.uint8))]
+    for i, (dtype, a) in enumerate(kinds):
+        write(out, "safetensors", "st-" + dtype.lower(),
+              bytes([i << 1 & 0xff]) + safetensors_bytes([("dense/kernel", dtype, a)]))
+    write(out, "safetensors", "st-all", b"\x02" + safetensors_bytes(
+        [("l%02d/%s" % (i, d.lower()), d, a) for i, (d, a) in enumerate(kinds)],
+        metadata={"format": "pt"}))
+    write(out, "safetensors", "st-empty-and-scalar", b"\x00" + safetensors_bytes(
+        [("e", "F32", np.zeros((0, 3), np.float32)), ("s", "F32", np.array(1.5, np.float32))]))
+    write(out, "safetensors", "st-unpadded", b"\x06" + safetensors_bytes(
+        [("w", "F32", f32)], pad=False))
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     out = sys.argv[1]
     bundle_seeds(out)
+    safetensors_seeds(out)
     config_seeds(out)
     model_json_seeds(out)
 
