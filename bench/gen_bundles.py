@@ -1,9 +1,14 @@
 #!/usr/bin/python3
 """Generates the benchmark bundles: float32 weights of realistic shapes.
 
-For one size it writes the same weights three ways into OUT_DIR:
-stored.npz (np.savez), deflated.npz (np.savez_compressed) and npy/ (a folder
-of .npy files, one per weight, in sub-folders named after the weight). The
+For one size it writes the same weights five ways into OUT_DIR:
+stored.npz (np.savez), deflated.npz (np.savez_compressed), npy/ (a folder
+of .npy files, one per weight, in sub-folders named after the weight),
+f32.safetensors and bf16.safetensors (the safetensors layout written with
+NumPy from the spec: 8-byte little-endian header length N, N bytes of JSON
+padded with spaces to a multiple of 8 as the reference writer pads,
+then the tensors back to back in header order; BF16 = the upper 16 bits
+of each float32, i.e. truncated, exactly what the reader widens back). The
 zip files are written member by member exactly as NumPy's own _savez does
 (zipfile with allowZip64, each member opened with force_zip64=True and filled
 by numpy.lib.format.write_array), so a 2 GiB bundle never has to sit in
@@ -21,7 +26,8 @@ import zipfile
 import numpy as np
 from numpy.lib import format as npy_format
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 2  # of the NumPy files; bump to regenerate them
+SAFETENSORS_VERSION = 1  # of the .safetensors files (their own marker)
 HIDDEN = 1024
 FFN = 1536
 
@@ -89,6 +95,46 @@ def write_npy_dir(path, layers):
     os.rename(tmp, path)
 
 
+def write_safetensors(path, layers, dtype):
+    """Streams one weight at a time; the header is known before any data."""
+    itemsize = {"F32": 4, "BF16": 2}[dtype]
+    header, offset = {}, 0
+    for name, shape in layers:
+        end = offset + int(np.prod(shape)) * itemsize
+        header[name] = {"dtype": dtype, "shape": list(shape),
+                        "data_offsets": [offset, end]}
+        offset = end
+    header["__metadata__"] = {"format": "pt", "writer": "bench/gen_bundles.py"}
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    tmp = path + ".part"
+    with open(tmp, "wb") as f:
+        f.write(len(text).to_bytes(8, "little"))
+        f.write(text)
+        for index, (_, shape) in enumerate(layers):
+            data = weight(index, shape)
+            if dtype == "BF16":
+                data = (data.view(np.uint32) >> 16).astype("<u2")
+            f.write(data.astype(data.dtype.newbyteorder("<"), copy=False).tobytes())
+    os.replace(tmp, path)
+
+
+def ensure_safetensors(out_dir, layers, total_bytes):
+    marker = os.path.join(out_dir, "safetensors.json")
+    want = {"generator": SAFETENSORS_VERSION, "bytes": total_bytes,
+            "weights": len(layers), "numpy": np.__version__}
+    if os.path.exists(marker):
+        with open(marker) as f:
+            if json.load(f) == want:
+                return
+    print(f"generating {out_dir}/{{f32,bf16}}.safetensors", file=sys.stderr)
+    for dtype in ("F32", "BF16"):
+        write_safetensors(os.path.join(out_dir, dtype.lower() + ".safetensors"),
+                          layers, dtype)
+    with open(marker, "w") as f:
+        json.dump(want, f)
+
+
 def main():
     if len(sys.argv) != 3:
         raise SystemExit(__doc__)
@@ -101,6 +147,7 @@ def main():
         with open(marker) as f:
             if json.load(f) == want:
                 print(f"reusing {out_dir}", file=sys.stderr)
+                ensure_safetensors(out_dir, layers, total_bytes)
                 return
     os.system(f"rm -rf '{out_dir}'")
     os.makedirs(out_dir)
@@ -118,6 +165,7 @@ def main():
         raise SystemExit("writing deflated.npz failed")
     with open(marker, "w") as f:
         json.dump(want, f)
+    ensure_safetensors(out_dir, layers, total_bytes)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Benchmark harness for issue 4: weightdrop publish vs a NumPy baseline vs
-# cp+sync (and inflate-only for deflated .npz), then the daemon's latency,
-# burst and memory. Prints one Markdown report and saves it to --out.
+# Benchmark harness (issues 4 and 13): weightdrop publish vs cp+sync, vs
+# zlib inflate-only for deflated .npz and vs a NumPy baseline (and the real
+# reference writer where tensorflowjs imports), cold and warm side by side in
+# one run, for stored/deflated .npz, .npy folders and F32/BF16 .safetensors;
+# then the daemon's latency, burst and memory. Prints one Markdown report
+# and saves it to --out.
 #
 #   bash bench/run.sh [--sizes 64M,512M,2G] [--quick] [--out FILE]
 #                     [--work DIR] [--bin PATH] [--reps N] [--warm]
+#                     [--short SIZES] [--no-numpy] [--no-daemon]
 #
 #   --sizes  bundle sizes (float32 weight bytes; K/M/G = KiB/MiB/GiB)
 #   --quick  smoke run: 16M only, 1 repetition, daemon 20 + 60 bundles
@@ -14,7 +18,10 @@
 #            when generated with the same parameters)
 #   --bin    the weightdrop binary (default build/weightdrop of this checkout)
 #   --reps   repetitions per measurement (default 7 below 256M, 3 below 2G, 1 at 2G+)
-#   --warm   do not drop the page cache before timed commands
+#   --warm   warm rows only (no cache drops; also what happens when not root)
+#   --short  sizes at which the deflated .npz rows are skipped (e.g. 2G)
+#   --no-numpy   skip the NumPy baseline (the slowest command at 2G)
+#   --no-daemon  skip the daemon part
 set -euo pipefail
 
 bench_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -28,6 +35,9 @@ work=/tmp/wd-bench
 bin=$repo/build/weightdrop
 reps=0
 warm=()
+short=
+no_numpy=()
+daemon=1
 latency_n=50
 burst_n=300
 python=/usr/bin/python3
@@ -41,7 +51,10 @@ while [[ $# -gt 0 ]]; do
     --bin) bin=$2; shift 2 ;;
     --reps) reps=$2; shift 2 ;;
     --warm) warm=(--warm); shift ;;
-    -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --short) short=$2; shift 2 ;;
+    --no-numpy) no_numpy=(--no-numpy); shift ;;
+    --no-daemon) daemon=0; shift ;;
+    -h|--help) sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -76,13 +89,25 @@ generate_bundles() {
 
 ensure_tools
 generate_bundles
+# The report this run replaces: its cold wd/cp per row is the "cold as
+# before or better" reference.
+before=$work/before.md
+if [[ -f $out ]]; then cp -- "$out" "$before"; else rm -f -- "$before"; fi
+started=$(date +%s)
 say "timing publish runs (sizes $sizes)"
 "$python" "$bench_dir/measure.py" --bin "$bin" --inflate "$work/inflate_only" \
   --work "$work" --sizes "$sizes" --reps "$reps" --raw "${out%.md}.raw.tsv" \
-  --cmdline "$cmdline" "${warm[@]}" >"$work/publish.md"
-say "daemon benchmark ($latency_n + $burst_n bundles)"
-"$python" "$bench_dir/daemon_bench.py" --bin "$bin" --work "$work" \
-  --latency "$latency_n" --burst "$burst_n" >"$work/daemon.md"
+  --cmdline "$cmdline" --before "$before" --short "$short" \
+  "${warm[@]}" "${no_numpy[@]}" >"$work/publish.md"
+if ((daemon)); then
+  say "daemon benchmark ($latency_n + $burst_n bundles)"
+  "$python" "$bench_dir/daemon_bench.py" --bin "$bin" --work "$work" \
+    --latency "$latency_n" --burst "$burst_n" >"$work/daemon.md"
+else
+  printf '\n## daemon\n\nNot run (--no-daemon).\n' >"$work/daemon.md"
+fi
+printf '\nHarness wall time (publish part and daemon part): %d s.\n' \
+  $(($(date +%s) - started)) >>"$work/daemon.md"
 cat "$work/publish.md" "$work/daemon.md" >"$out"
 cat "$out"
 say "report saved to $out"
