@@ -697,10 +697,11 @@ def status_after_manual_rollback():
         d.check(rc == 0, f"weightdrop rollback: exit {rc}: {err}")
         d.wait(lambda: version() == 1, 5, "status.json: m at version 1 after the rollback")
         d.wait_log(r"/m: current is version 1 \(was 2\): changed outside this daemon", 2)
-        with open(os.path.join(env.state_dir, "weightdrop.prom")) as f:
-            prom = f.read()
-        d.check(re.search(r'^weightdrop_current_version\{[^}]*model="m"[^}]*\} 1$', prom, re.M),
-                "weightdrop.prom does not say version 1")
+        # weightdrop.prom is written after status.json, not with it: wait.
+        prom_path = os.path.join(env.state_dir, "weightdrop.prom")
+        d.wait(lambda: re.search(r'^weightdrop_current_version\{[^}]*model="m"[^}]*\} 1$',
+                                 open(prom_path).read(), re.M), 5,
+               "weightdrop.prom to say version 1")
         # The daemon's next publish goes on from there: version 3, current.
         w.drop_by_rename("m.npz", U.npz_bytes(139))
         wait_published(d, w, "m", 3)
