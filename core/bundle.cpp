@@ -34,17 +34,6 @@ Status CheckWeightName(const std::string& name, const std::string& where) {
   return Status::Ok();
 }
 
-// Error for a failed fstatat/openat of `name` under `dirfd`.
-Status EntryFailure(int dirfd, const std::string& name, const std::string& where, int err) {
-  struct stat st;
-  bool link = fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode);
-  if (err == ELOOP || link) return SymlinkError(where);
-  if (err == ENOENT || err == ENOTDIR) {
-    return Status::Incomplete(where + ": vanished or changed type while the bundle was read");
-  }
-  return ErrnoStatus("open " + where, err);
-}
-
 struct WalkResult {
   std::vector<std::string> files;    // relative paths of bundle files
   std::vector<std::string> indexes;  // relative paths of index files (sharded checkpoints)
@@ -82,13 +71,13 @@ Status WalkDir(int dirfd, const std::string& rel_dir, const std::string& root, i
     std::string where = root + "/" + rel;
     struct stat st;
     if (fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-      return EntryFailure(dirfd, name, where, errno);
+      return OpenFailure(dirfd, name, where, errno);
     }
     if (S_ISLNK(st.st_mode)) return SymlinkError(where);
     if (S_ISDIR(st.st_mode)) {
       if (depth >= kMaxDepth) return Status::Bundle(where + ": folders nested too deeply");
       int sub = openat(dirfd, name.c_str(), kOpenFlags | O_DIRECTORY);
-      if (sub < 0) return EntryFailure(dirfd, name, where, errno);
+      if (sub < 0) return OpenFailure(dirfd, name, where, errno);
       FdCloser closer(sub);
       WD_RETURN_IF_ERROR(WalkDir(sub, rel, root, depth + 1, out));
     } else if (!S_ISREG(st.st_mode)) {

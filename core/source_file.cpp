@@ -17,8 +17,9 @@ namespace {
 
 constexpr int kOpenFlags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK;
 
-// Error for a failed openat(dirfd, name, O_NOFOLLOW...) of `where`. With
-// O_DIRECTORY a link fails ENOTDIR rather than ELOOP: look before saying.
+}  // namespace
+
+// With O_DIRECTORY a link fails ENOTDIR rather than ELOOP: look before saying.
 Status OpenFailure(int dirfd, const std::string& name, const std::string& where, int err) {
   struct stat st;
   bool link = fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode);
@@ -28,8 +29,6 @@ Status OpenFailure(int dirfd, const std::string& name, const std::string& where,
   }
   return ErrnoStatus("open " + where, err);
 }
-
-}  // namespace
 
 const std::map<std::string, std::string>& SourceFile::metadata() const {
   static const std::map<std::string, std::string> kNone;

@@ -94,6 +94,9 @@ class FdCloser {
 
 // "bundle/x: is a symbolic link; weightdrop never follows links".
 Status SymlinkError(const std::string& where);
+// The error for a failed openat/fstatat(dirfd, name, no-follow) of `where`
+// that failed with `err`: a link, a vanished entry (kIncomplete), or errno.
+Status OpenFailure(int dirfd, const std::string& name, const std::string& where, int err);
 // Opens `rel` under `root_fd` one component at a time, never following a
 // link, and requires a regular file. `root` names the root in messages.
 Result<int> OpenBeneath(int root_fd, const std::string& rel, const std::string& root);

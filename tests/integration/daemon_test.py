@@ -1315,6 +1315,18 @@ def unprivileged(env):
     return wrapper
 
 
+def start_with_unreadable_first(env, w):
+    """Starts the daemon unprivileged (see unprivileged) and renames in
+    first.npy, a bundle its user cannot read; returns (daemon, wrapper)."""
+    wrapper = unprivileged(env)
+    d = env.start(write=False, binary=wrapper)
+    secret = env.path("outside-secret.npy")
+    U.write_file(secret, H.npy_bytes(np.arange(5, dtype=np.float32)))
+    os.chmod(secret, 0o600 if wrapper else 0o000)
+    os.rename(secret, os.path.join(w.drop, "first.npy"))
+    return d, wrapper
+
+
 @check("23 an unreadable bundle is retried bundle_retries times, then quarantined with a "
        "hint; the model's next bundle publishes")
 def unreadable_bundle():
@@ -1322,12 +1334,7 @@ def unreadable_bundle():
         env.top.update(bundle_retries=3, bundle_retry_delay="200ms")
         w = env.watch(model="m")
         env.write_config()
-        wrapper = unprivileged(env)
-        d = env.start(write=False, binary=wrapper)
-        secret = env.path("outside-secret.npy")
-        U.write_file(secret, H.npy_bytes(np.arange(5, dtype=np.float32)))
-        os.chmod(secret, 0o600 if wrapper else 0o000)
-        os.rename(secret, os.path.join(w.drop, "first.npy"))
+        d, wrapper = start_with_unreadable_first(env, w)
         time.sleep(0.1)
         w.drop_by_rename("second.npy", H.npy_bytes(np.arange(7, dtype=np.float32)))
         if wrapper:
@@ -1355,12 +1362,7 @@ def vanished_while_retrying():
         env.top.update(bundle_retries=5, bundle_retry_delay="1s")
         w = env.watch(model="m")
         env.write_config()
-        wrapper = unprivileged(env)
-        d = env.start(write=False, binary=wrapper)
-        secret = env.path("outside-secret.npy")
-        U.write_file(secret, H.npy_bytes(np.arange(5, dtype=np.float32)))
-        os.chmod(secret, 0o600 if wrapper else 0o000)
-        os.rename(secret, os.path.join(w.drop, "first.npy"))
+        d, wrapper = start_with_unreadable_first(env, w)
         d.wait_log(r"cannot read first\.npy \(attempt 1", timeout=10)
         for claim in os.listdir(w.sub("processing")):  # an operator cleans up by hand
             shutil.rmtree(w.sub("processing", claim))
