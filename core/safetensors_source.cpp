@@ -40,6 +40,10 @@ constexpr std::array<SafetensorsDtype, 16> kDtypes = {{
     {"C64", SourceKind::kComplex, 8},  // two little-endian float32: tfjs' complex64
 }};
 
+// As for .npy headers: no real tensor has more dimensions, and a bound keeps
+// messages that quote a shape short.
+constexpr size_t kMaxRank = 64;
+
 // Dtypes the format defines that have no exact float32 or int32 form here.
 constexpr std::array<std::string_view, 4> kUnpublishable = {"F8_E8M0", "F4", "F6_E2M3", "F6_E3M2"};
 
@@ -116,6 +120,10 @@ Result<Tensor> ParseTensor(const std::string& name, const nlohmann::json& v,
   if (!v["dtype"].is_string()) return Status::Bundle(where + ": dtype is not a string");
   WD_ASSIGN_OR_RETURN(t.dtype, DtypeOf(v["dtype"].get<std::string>(), where));
   if (!v["shape"].is_array()) return Status::Bundle(where + ": shape is not an array");
+  if (v["shape"].size() > kMaxRank) {
+    return Status::Bundle(where + ": shape has " + std::to_string(v["shape"].size()) +
+                          " dimensions, more than " + std::to_string(kMaxRank));
+  }
   for (const nlohmann::json& d : v["shape"]) {
     WD_ASSIGN_OR_RETURN(uint64_t dim, Unsigned(d, where, "shape"));
     t.shape.push_back(dim);
@@ -229,48 +237,67 @@ Result<std::string> ReadText(int fd, uint64_t offset, uint64_t n, const std::str
   return text;
 }
 
+// SAX handler: no key twice in one object, nothing nested deeper than
+// kMaxDepth. Stops at the first problem (`why`); syntax errors throw as
+// nlohmann's parse would.
+struct KeyChecker {
+  static constexpr size_t kMaxDepth = 8;
+  std::vector<std::set<std::string>> keys;  // per open object
+  size_t depth = 0;
+  std::string top_key;  // the top-level object's key being parsed
+  std::string why;
+
+  bool Open(bool object) {
+    if (++depth > kMaxDepth) {
+      why = "nested deeper than " + std::to_string(kMaxDepth);
+      return false;
+    }
+    if (object) keys.emplace_back();
+    return true;
+  }
+  bool null() { return true; }
+  bool boolean(bool) { return true; }
+  bool number_integer(nlohmann::json::number_integer_t) { return true; }
+  bool number_unsigned(nlohmann::json::number_unsigned_t) { return true; }
+  bool number_float(nlohmann::json::number_float_t, const std::string&) { return true; }
+  bool string(std::string&) { return true; }
+  bool binary(nlohmann::json::binary_t&) { return true; }
+  bool start_object(std::size_t) { return Open(true); }
+  bool start_array(std::size_t) { return Open(false); }
+  bool end_object() {
+    keys.pop_back();
+    --depth;
+    return true;
+  }
+  bool end_array() {
+    --depth;
+    return true;
+  }
+  bool key(std::string& k) {
+    if (!keys.back().insert(k).second) {
+      why = (keys.size() > 1 ? "'" + EscapeName(top_key) + "': " : std::string()) + "the key '" +
+            EscapeName(k) + "' appears twice in one object";
+      return false;
+    }
+    if (keys.size() == 1) top_key = k;
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::json::exception& e) { throw e; }
+};
+
 }  // namespace
 
 Result<nlohmann::json> ParseStrictJson(const std::string& text, const std::string& where) {
-  struct Abort {
-    std::string why;
-  };
-  constexpr int kMaxDepth = 8;
-  std::vector<std::set<std::string>> keys;  // per open object
-  std::string top_key;                      // the key of the top-level object being parsed
-  int depth = 0;
-  auto check = [&](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-    using E = nlohmann::json::parse_event_t;
-    switch (event) {
-      case E::object_start:
-      case E::array_start:
-        if (++depth > kMaxDepth) throw Abort{"nested deeper than " + std::to_string(kMaxDepth)};
-        if (event == E::object_start) keys.emplace_back();
-        break;
-      case E::object_end:
-        keys.pop_back();
-        --depth;
-        break;
-      case E::array_end:
-        --depth;
-        break;
-      case E::key:
-        if (!keys.back().insert(parsed.get<std::string>()).second) {
-          throw Abort{(keys.size() > 1 ? "'" + EscapeName(top_key) + "': " : std::string()) +
-                      "the key '" + EscapeName(parsed.get<std::string>()) +
-                      "' appears twice in one object"};
-        }
-        if (keys.size() == 1) top_key = parsed.get<std::string>();
-        break;
-      case E::value:
-        break;
-    }
-    return true;
-  };
+  // A SAX pass checks keys and depth without building anything; only then
+  // is the document built. (nlohmann's parse callback, the obvious tool,
+  // rescans the parent object at every object end: quadratic in the
+  // number of tensors.)
+  KeyChecker checker;
   try {
-    return nlohmann::json::parse(text, check);
-  } catch (const Abort& a) {
-    return Status::Bundle(where + ": " + a.why);
+    if (!nlohmann::json::sax_parse(text, &checker) && !checker.why.empty()) {
+      return Status::Bundle(where + ": " + checker.why);
+    }
+    return nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     return Status::Bundle(where + ": not valid JSON: " + e.what());
   }
@@ -320,6 +347,8 @@ Result<IndexedFile> OpenSafetensorsSource(int fd, const SourceLocation& loc) {
     WD_ASSIGN_OR_RETURN(Tensor t, ParseTensor(name, value, file));
     tensors.push_back(std::move(t));
   }
+  header = nlohmann::json();  // the parsed document is the largest thing held
+  text = std::string();
   const uint64_t data_start = 8 + n;
   // Sizes before tiling, so a wrong length is named as such, not as a hole.
   for (Tensor& t : tensors) {
