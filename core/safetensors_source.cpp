@@ -183,34 +183,23 @@ Status CheckTiling(std::vector<Tensor>& tensors, uint64_t buffer, const std::str
 
 class SafetensorsSource : public SourceFile {
  public:
-  SafetensorsSource(int fd, std::string where, uint64_t size,
+  SafetensorsSource(std::unique_ptr<RegionFile> file, uint64_t size,
                     std::map<std::string, std::string> metadata)
-      : fd_(fd), where_(std::move(where)), size_(size), metadata_(std::move(metadata)) {}
-  ~SafetensorsSource() override { close(fd_); }
-  SafetensorsSource(const SafetensorsSource&) = delete;
-  SafetensorsSource& operator=(const SafetensorsSource&) = delete;
+      : file_(std::move(file)), size_(size), metadata_(std::move(metadata)) {}
 
   Result<std::unique_ptr<ByteSource>> OpenData(const WeightEntry& w, bool) const override {
-    WD_ASSIGN_OR_RETURN(uint64_t size, FileSize(fd_, where_));
-    if (size != size_) {
-      return Status::Incomplete(where_ + ": changed size since it was indexed (" +
-                                std::to_string(size_) + " bytes then, " + std::to_string(size) +
-                                " now)");
-    }
-    return std::unique_ptr<ByteSource>(
-        new FileRegionSource(fd_, w.data_offset, w.data_bytes, w.where, /*owns_fd=*/false));
+    return file_->OpenRegion(size_, w.data_offset, w.data_bytes, w.where);
   }
 
-  Result<std::unique_ptr<SourceFile>> Reopen(int) const override {
-    WD_ASSIGN_OR_RETURN(int fd, DupFd(fd_, where_));
-    return std::unique_ptr<SourceFile>(new SafetensorsSource(fd, where_, size_, metadata_));
+  Result<std::unique_ptr<SourceFile>> Reopen(int root_fd) const override {
+    WD_ASSIGN_OR_RETURN(std::unique_ptr<RegionFile> copy, file_->Reopen(root_fd));
+    return std::unique_ptr<SourceFile>(new SafetensorsSource(std::move(copy), size_, metadata_));
   }
 
   const std::map<std::string, std::string>& metadata() const override { return metadata_; }
 
  private:
-  int fd_;
-  std::string where_;
+  std::unique_ptr<RegionFile> file_;  // no descriptor held in a folder bundle
   uint64_t size_;
   std::map<std::string, std::string> metadata_;
 };
@@ -370,7 +359,8 @@ Result<IndexedFile> OpenSafetensorsSource(int fd, const SourceLocation& loc) {
     t.weight.item = out.weights.size();
     out.weights.push_back(std::move(t.weight));
   }
-  out.file.reset(new SafetensorsSource(closer.release(), file, size, std::move(metadata)));
+  out.file.reset(new SafetensorsSource(std::make_unique<RegionFile>(closer.release(), loc), size,
+                                       std::move(metadata)));
   return out;
 }
 

@@ -69,6 +69,51 @@ Result<int> OpenBeneath(int root_fd, const std::string& rel, const std::string& 
   return cur.release();
 }
 
+RegionFile::RegionFile(int fd, const SourceLocation& loc)
+    : root_fd_(loc.root_fd), rel_(loc.rel), path_(loc.where) {
+  root_ = loc.rel.empty() ? loc.where : loc.where.substr(0, loc.where.size() - loc.rel.size() - 1);
+  if (loc.root_fd < 0) {
+    own_fd_ = fd;
+  } else if (fd >= 0) {
+    close(fd);
+  }
+}
+
+RegionFile::~RegionFile() {
+  if (own_fd_ >= 0) close(own_fd_);
+}
+
+Result<std::unique_ptr<ByteSource>> RegionFile::OpenRegion(uint64_t size, uint64_t offset,
+                                                           uint64_t length,
+                                                           const std::string& where) const {
+  int fd = own_fd_;
+  if (fd < 0) {
+    WD_ASSIGN_OR_RETURN(fd, OpenBeneath(root_fd_, rel_, root_));
+  }
+  FdCloser closer(own_fd_ < 0 ? fd : -1);
+  WD_ASSIGN_OR_RETURN(uint64_t now, FileSize(fd, path_));
+  if (now != size) {
+    return Status::Incomplete(path_ + ": changed size since it was indexed (" +
+                              std::to_string(size) + " bytes then, " + std::to_string(now) +
+                              " now)");
+  }
+  closer.release();
+  return std::unique_ptr<ByteSource>(
+      new FileRegionSource(fd, offset, length, where, /*owns_fd=*/own_fd_ < 0));
+}
+
+Result<std::unique_ptr<RegionFile>> RegionFile::Reopen(int root_fd) const {
+  std::unique_ptr<RegionFile> copy(new RegionFile());
+  copy->root_fd_ = root_fd;
+  copy->rel_ = rel_;
+  copy->root_ = root_;
+  copy->path_ = path_;
+  if (own_fd_ >= 0) {
+    WD_ASSIGN_OR_RETURN(copy->own_fd_, DupFd(own_fd_, path_));
+  }
+  return copy;
+}
+
 Result<uint64_t> FileSize(int fd, const std::string& where) {
   struct stat st;
   if (fstat(fd, &st) != 0) return ErrnoStatus("stat " + where, errno);

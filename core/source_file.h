@@ -77,6 +77,33 @@ using OpenSourceFn = Result<IndexedFile> (*)(int fd, const SourceLocation& loc);
 
 // --- Shared by the readers --------------------------------------------------
 
+// A file whose weights are regions of it (.npy, .safetensors). In a folder
+// bundle it is reopened beneath the root for each read, so no descriptor is
+// held per file (a folder may hold thousands); a one-file bundle keeps its
+// descriptor.
+class RegionFile {
+ public:
+  // Takes `fd`: kept for a one-file bundle (loc.root_fd < 0), else closed.
+  RegionFile(int fd, const SourceLocation& loc);
+  ~RegionFile();
+  RegionFile(const RegionFile&) = delete;
+  RegionFile& operator=(const RegionFile&) = delete;
+  // Bytes [offset, offset + length) for `where` (messages). The file must
+  // still be `size` bytes long: kIncomplete if it changed since indexing.
+  Result<std::unique_ptr<ByteSource>> OpenRegion(uint64_t size, uint64_t offset, uint64_t length,
+                                                 const std::string& where) const;
+  // The same file for another thread; `root_fd` is the new bundle's root.
+  Result<std::unique_ptr<RegionFile>> Reopen(int root_fd) const;
+
+ private:
+  RegionFile() = default;
+  int root_fd_ = -1;  // borrowed; -1 for a one-file bundle
+  int own_fd_ = -1;   // the file, for a one-file bundle
+  std::string rel_;
+  std::string root_;  // the bundle path, for messages
+  std::string path_;  // the file's path, for messages
+};
+
 // Closes an fd on scope exit unless released.
 class FdCloser {
  public:

@@ -459,6 +459,24 @@ def write_mixed(folder):
     return order
 
 
+@check("a folder of 600 .safetensors files publishes under a 128-descriptor limit "
+       "(no descriptor is held per file)")
+def many_files_few_descriptors():
+    import resource
+    folder = path("bundles", "many")
+    for i in range(600):
+        W.write(os.path.join(folder, f"f{i:03d}.safetensors"),
+                [Tensor(f"w{i:03d}", "F32", np.float32([i, -i]))])
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+    p = subprocess.run([BINARY, "publish", folder, "--to", SERVE, "--model", "many"],
+                       capture_output=True, text=True, timeout=120, preexec_fn=limit)
+    assert p.returncode == 0, f"exit {p.returncode}: {p.stderr.strip()[-400:]}"
+    names = manifest_names("many")
+    assert names == [f"w{i:03d}" for i in range(600)], names[:5]
+
+
 @check("a folder mixing .npy, .npz and .safetensors: names, order and metadata as documented")
 def mixed_folder():
     folder = path("bundles", "mixed")
