@@ -8,10 +8,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <map>
 #include <unordered_map>
 #include <utility>
 
 #include "core/bundle_formats.h"
+#include "core/file_system.h"
 #include "core/utf8.h"
 
 namespace wd {
@@ -122,6 +124,36 @@ Status CheckNames(const std::vector<WeightEntry>& weights) {
   return Status::Ok();
 }
 
+// A folder whose files would keep more descriptors open than a publish may
+// use fails at once, naming the limit, instead of running into EMFILE part
+// way (which the daemon would retry for ever as a fault of the machine). The
+// bundle's files may use an eighth of the limit (a quarter once reopened for
+// a second reading thread), staged shards a quarter, and the rest is left
+// for other publishes at the same time.
+Status CheckDescriptorBudget(const std::vector<std::string>& files, const std::string& path) {
+  std::map<std::string_view, size_t> kept;  // by extension
+  size_t total = 0;
+  for (const std::string& rel : files) {
+    const BundleFormat& f = *BundleFormatOf(rel);
+    if (!f.keeps_descriptor) continue;
+    ++kept[f.extension];
+    ++total;
+  }
+  const uint64_t limit = OpenFileLimit();
+  if (limit == 0 || total <= limit / 8) return Status::Ok();
+  std::string what;
+  for (const auto& [extension, n] : kept) {
+    what += (what.empty() ? "" : ", ") + std::to_string(n) + " " + std::string(extension);
+  }
+  return Status::Bundle(path + ": holds " + what +
+                        " files, each kept open while the folder is published, but this "
+                        "process may open only " +
+                        std::to_string(limit) +
+                        " files (a bundle may use an eighth: " + std::to_string(limit / 8) +
+                        "); merge them into fewer files, or raise the limit (LimitNOFILE= in "
+                        "the service, ulimit -n in a shell)");
+}
+
 }  // namespace
 
 bool IsIgnoredName(const std::string& name) {
@@ -186,6 +218,7 @@ Result<std::unique_ptr<Bundle>> Bundle::Open(const std::string& given) {
     std::sort(walk.files.begin(), walk.files.end());
     std::sort(walk.indexes.begin(), walk.indexes.end());
     if (walk.model_json) b->model_json_ = path + "/model.json";
+    WD_RETURN_IF_ERROR(CheckDescriptorBudget(walk.files, path));
     for (const std::string& rel : walk.files) {
       WD_ASSIGN_OR_RETURN(int file_fd, OpenBeneath(b->root_fd_, rel, path));
       WD_RETURN_IF_ERROR(

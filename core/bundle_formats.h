@@ -24,6 +24,9 @@ struct BundleFormat {
   // Bytes at the end of a file the bundle fingerprint samples (a .npz keeps
   // its central directory there).
   uint64_t fingerprint_tail = 4096;
+  // An open file keeps a descriptor for as long as its bundle is open (a
+  // .npz: libzip holds the archive); the other formats reopen per read.
+  bool keeps_descriptor = false;
   // A file that describes the format's files beside it in a folder (a
   // sharded checkpoint's index), or "" for none; `check_index` checks it
   // against the weights those files hold.

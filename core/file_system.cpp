@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -279,6 +280,12 @@ class PosixFileSystem : public FileSystem {
 };
 
 }  // namespace
+
+uint64_t OpenFileLimit() {
+  struct rlimit rl {};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 0;
+  return static_cast<uint64_t>(rl.rlim_cur);
+}
 
 std::string RandomHexSuffix() {
   thread_local std::mt19937_64 rng{std::random_device{}()};

@@ -65,4 +65,8 @@ FileSystem& DefaultFileSystem();
 // 12 random hex digits, for temporary and staging names.
 std::string RandomHexSuffix();
 
+// This process's limit on open descriptors (RLIMIT_NOFILE, soft), read now;
+// 0 when unlimited or unknown.
+uint64_t OpenFileLimit();
+
 }  // namespace wd

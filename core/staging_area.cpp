@@ -1,7 +1,5 @@
 #include "core/staging_area.h"
 
-#include <sys/resource.h>
-
 #include <algorithm>
 
 namespace wd {
@@ -13,9 +11,9 @@ namespace {
 // of it (concurrent publishes in the daemon), 64 to 1024 shards.
 size_t MaxUnsynced() {
   static const size_t max = [] {
-    struct rlimit rl {};
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return size_t{64};
-    return std::clamp<size_t>(static_cast<size_t>(rl.rlim_cur) / 4, 64, 1024);
+    const uint64_t limit = OpenFileLimit();
+    if (limit == 0) return size_t{64};
+    return std::clamp<size_t>(static_cast<size_t>(limit / 4), 64, 1024);
   }();
   return max;
 }

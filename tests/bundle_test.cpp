@@ -1,6 +1,7 @@
 #include "core/bundle.h"
 
 #include <doctest/doctest.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -105,6 +106,34 @@ TEST_CASE("a folder bundle is walked recursively and ordered bytewise by path") 
     CHECK(data->size() == w.data_bytes);
   }
   CHECK(*ReadData(**b, (*b)->weights()[5]) == Floats({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}));
+}
+
+TEST_CASE("a folder of more .npz files than the descriptor limit allows fails up front") {
+  test::TempDir dir;
+  for (int i = 0; i < 40; ++i) {
+    test::WriteFile(dir / ("d" + std::to_string(i) + "/w.npz"), Fixture("descriptor.npz"));
+  }
+  struct rlimit saved {};
+  REQUIRE(getrlimit(RLIMIT_NOFILE, &saved) == 0);
+  if (saved.rlim_max != RLIM_INFINITY && saved.rlim_max < 256) return;  // cannot set 256 here
+  struct rlimit low = saved;
+  low.rlim_cur = 256;  // a publish may keep 32 archives open
+  REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
+  auto refused = Bundle::Open(dir.path());
+  REQUIRE(setrlimit(RLIMIT_NOFILE, &saved) == 0);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.status().kind() == ErrorKind::kBundle);  // quarantined, not retried
+  CHECK_MESSAGE(refused.status().message() ==
+                    dir.path() +
+                        ": holds 40 .npz files, each kept open while the folder is published, but "
+                        "this process may open only 256 files (a bundle may use an eighth: 32); "
+                        "merge them into fewer files, or raise the limit (LimitNOFILE= in the "
+                        "service, ulimit -n in a shell)",
+                refused.status().message());
+  if (saved.rlim_cur != RLIM_INFINITY && saved.rlim_cur < 40 * 8) return;
+  auto opened = Bundle::Open(dir.path());  // the same folder under the usual limit
+  REQUIRE_MESSAGE(opened.ok(), opened.status().message());
+  CHECK((*opened)->weights().size() == 40 * 4);  // descriptor.npz holds 4
 }
 
 TEST_CASE("hidden and temporary names are skipped") {
