@@ -69,10 +69,11 @@ for ((i = 1; i <= reps; i++)); do
     [[ $v == *hash-aside* ]] && env+=(WD_ALT_HASH_ASIDE=1)
     # version 2 of an existing model, as bench/measure.py times it
     rm -rf "$run/serve"
-    "$bin" publish "$run/tiny.npz" --to "$run/serve" --model m >/dev/null
+    "$bin" publish "$run/tiny.npz" --to "$run/serve" --model m >>"$run/log" 2>&1
     sync
     env "${env[@]}" /usr/bin/time -o "$run/t" -f "$v %e %U %S" \
-      "$bin" publish "$run/stored.npz" --to "$run/serve" --model m >/dev/null
+      "$bin" publish "$run/stored.npz" --to "$run/serve" --model m >>"$run/log" 2>&1 ||
+      { tail "$run/log" >&2; exit 1; }
     cat "$run/t"
   done
   rm -rf "$run/copy"; sync
