@@ -276,6 +276,10 @@ Result<std::unique_ptr<Bundle>> Bundle::Reopen() const {
 
 bool Bundle::IsCompressed(const WeightEntry& w) const { return files_[w.file]->IsCompressed(w); }
 
+std::optional<uint64_t> Bundle::RawDataOffset(const WeightEntry& w) const {
+  return files_[w.file]->RawDataOffset(w);
+}
+
 Result<std::unique_ptr<ByteSource>> Bundle::OpenData(const WeightEntry& w, bool check_crc) const {
   return files_[w.file]->OpenData(w, check_crc);
 }

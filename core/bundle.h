@@ -54,6 +54,8 @@ class Bundle {
   // True when the weight's bytes are deflated (reading them twice costs two
   // inflations).
   bool IsCompressed(const WeightEntry& w) const;
+  // Where the weight's bytes sit, unchanged, in its file (SourceFile).
+  std::optional<uint64_t> RawDataOffset(const WeightEntry& w) const;
 
  private:
   Bundle() = default;

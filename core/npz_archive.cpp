@@ -368,6 +368,101 @@ Status CheckDeclaredSizes(const std::vector<NpzMember>& members, uint64_t file_s
   return Status::Ok();
 }
 
+uint64_t Le(const uint8_t* p, int bytes) {
+  uint64_t v = 0;
+  for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+
+bool ReadAt(int fd, std::vector<uint8_t>& buf, uint64_t at, uint64_t n, uint64_t file_size) {
+  if (at > file_size || n > file_size - at || n > (256u << 20)) return false;
+  buf.resize(static_cast<size_t>(n));
+  return PreadAll(fd, buf.data(), buf.size(), static_cast<off_t>(at)) == static_cast<ssize_t>(n);
+}
+
+// Fills in each member's data_start from the zip's own headers (libzip does
+// not tell): the end record (zip64 where it says so), the central directory
+// entries in order, and each one's local header. A member's offset is kept
+// only when its central entry has the name, compressed size and method
+// libzip reported for it, its local header has the same name, and its bytes
+// lie inside the file; anything else leaves it unknown. Used to feed the
+// bundle digest from the reader's reads (core/digest_feed.h), so a wrong
+// offset would be a wrong digest: hence every check.
+void FindDataStarts(int fd, uint64_t file_size, std::vector<NpzMember>& members) {
+  std::vector<uint8_t> buf;
+  const uint64_t span = std::min<uint64_t>(file_size, 65535 + 22);
+  if (!ReadAt(fd, buf, file_size - span, span, file_size)) return;
+  // The end record that ends the file exactly (np.savez writes no comment).
+  size_t end = buf.size();
+  for (size_t p = buf.size() >= 22 ? buf.size() - 22 + 1 : 0; p-- > 0;) {
+    if (buf[p] == 'P' && buf[p + 1] == 'K' && buf[p + 2] == 5 && buf[p + 3] == 6 &&
+        p + 22 + Le(&buf[p + 20], 2) == buf.size()) {
+      end = p;
+      break;
+    }
+  }
+  if (end == buf.size()) return;
+  const uint64_t end_at = file_size - span + end;
+  uint64_t entries = Le(&buf[end + 10], 2);
+  uint64_t cd_size = Le(&buf[end + 12], 4);
+  uint64_t cd_at = Le(&buf[end + 16], 4);
+  if (entries == 0xffff || cd_size == 0xffffffff || cd_at == 0xffffffff) {
+    std::vector<uint8_t> loc;  // the zip64 end record locator, just before
+    if (end_at < 20 || !ReadAt(fd, loc, end_at - 20, 20, file_size)) return;
+    if (Le(loc.data(), 4) != 0x07064b50) return;
+    std::vector<uint8_t> rec;
+    if (!ReadAt(fd, rec, Le(&loc[8], 8), 56, file_size) || Le(rec.data(), 4) != 0x06064b50) return;
+    entries = Le(&rec[32], 8);
+    cd_size = Le(&rec[40], 8);
+    cd_at = Le(&rec[48], 8);
+  }
+  if (entries != members.size() || !ReadAt(fd, buf, cd_at, cd_size, file_size)) return;
+  std::vector<uint8_t> local;
+  size_t p = 0;
+  for (NpzMember& m : members) {
+    if (p + 46 > buf.size() || Le(&buf[p], 4) != 0x02014b50) return;
+    const uint64_t method = Le(&buf[p + 10], 2);
+    uint64_t comp = Le(&buf[p + 20], 4);
+    uint64_t size = Le(&buf[p + 24], 4);
+    const size_t name_len = Le(&buf[p + 28], 2);
+    const size_t extra_len = Le(&buf[p + 30], 2);
+    const size_t comment_len = Le(&buf[p + 32], 2);
+    uint64_t lho = Le(&buf[p + 42], 4);
+    const size_t name_at = p + 46;
+    const size_t extra_at = name_at + name_len;
+    p = extra_at + extra_len + comment_len;
+    if (p > buf.size()) return;
+    // zip64 extra (0x0001): the 64-bit values of the fields saturated above,
+    // in this order.
+    for (size_t e = extra_at; e + 4 <= extra_at + extra_len;) {
+      const uint64_t id = Le(&buf[e], 2), len = Le(&buf[e + 2], 2);
+      if (e + 4 + len > extra_at + extra_len) return;
+      if (id == 0x0001) {
+        size_t v = e + 4;
+        for (uint64_t* field : {&size, &comp, &lho}) {
+          if (*field != 0xffffffff) continue;
+          if (v + 8 > e + 4 + len) return;
+          *field = Le(&buf[v], 8);
+          v += 8;
+        }
+      }
+      e += 4 + len;
+    }
+    const std::string name(reinterpret_cast<const char*>(&buf[name_at]), name_len);
+    if (name != m.name || comp != m.comp_size || (method == 0) != m.stored) continue;
+    if (!ReadAt(fd, local, lho, 30, file_size) || Le(local.data(), 4) != 0x04034b50) continue;
+    const uint64_t local_name = Le(&local[26], 2), local_extra = Le(&local[28], 2);
+    std::vector<uint8_t> local_name_bytes;
+    if (!ReadAt(fd, local_name_bytes, lho + 30, local_name, file_size) ||
+        std::string(local_name_bytes.begin(), local_name_bytes.end()) != name) {
+      continue;
+    }
+    const uint64_t start = lho + 30 + local_name + local_extra;
+    if (start > file_size || m.comp_size > file_size - start) continue;
+    m.data_start = start;
+  }
+}
+
 }  // namespace
 
 Result<std::unique_ptr<NpzArchive>> NpzArchive::Open(int fd, const std::string& where) {
@@ -393,6 +488,7 @@ Result<std::unique_ptr<NpzArchive>> NpzArchive::Open(int fd, const std::string& 
   struct stat st;
   if (keep < 0 || fstat(keep, &st) != 0) return ErrnoStatus("stat " + where, errno);
   WD_RETURN_IF_ERROR(CheckDeclaredSizes(a->members_, static_cast<uint64_t>(st.st_size), where));
+  FindDataStarts(keep, static_cast<uint64_t>(st.st_size), a->members_);
   return a;
 }
 

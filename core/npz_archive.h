@@ -24,6 +24,10 @@ struct NpzMember {
   uint64_t comp_size = 0;
   bool stored = false;  // compression method 0
   uint32_t crc = 0;     // CRC-32 of the uncompressed bytes, from the central directory
+  // Where the member's (compressed) bytes start in the file, from its local
+  // header; kUnknownOffset when the headers could not be read for it.
+  uint64_t data_start = kUnknownOffset;
+  static constexpr uint64_t kUnknownOffset = ~uint64_t{0};
 };
 
 class NpzArchive {

@@ -30,6 +30,12 @@ class NpzSource : public SourceFile {
     return !archive_->members()[w.item].stored;
   }
 
+  std::optional<uint64_t> RawDataOffset(const WeightEntry& w) const override {
+    const NpzMember& m = archive_->members()[w.item];
+    if (!m.stored || m.data_start == NpzMember::kUnknownOffset) return std::nullopt;
+    return m.data_start + w.data_offset;
+  }
+
   Result<std::unique_ptr<SourceFile>> Reopen(int) const override {
     WD_ASSIGN_OR_RETURN(std::unique_ptr<NpzArchive> copy, archive_->Reopen());
     return std::unique_ptr<SourceFile>(new NpzSource(std::move(copy)));

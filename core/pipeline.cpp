@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/bundle_formats.h"
+#include "core/digest_feed.h"
 #include "core/model_json.h"
 #include "core/options_json.h"
 #include "core/sha256.h"
@@ -195,6 +196,29 @@ Result<std::vector<DigestFile>> DigestFiles(const Bundle& bundle) {
   return out;
 }
 
+// A feed for the bundle digest from the reader's own reads (FileDigestFeed),
+// when that reads the file once in order: a one-file bundle whose weights'
+// first passes all read raw bytes of the file (none inflated, none
+// transposed in memory) at increasing offsets. Null otherwise, or when the
+// file cannot be opened (the digest's own thread then reports why).
+std::unique_ptr<FileDigestFeed> DigestFeedFor(const Bundle& bundle,
+                                              const std::vector<WeightRead>& reads) {
+  if (bundle.is_directory()) return nullptr;
+  uint64_t at = 0;
+  for (const WeightRead& r : reads) {
+    if (r.second_pass) continue;
+    const WeightEntry& w = bundle.weights()[r.entry];
+    const std::optional<uint64_t> raw = bundle.RawDataOffset(w);
+    if (!raw || *raw < at || (w.fortran_order && w.shape.size() >= 2)) return nullptr;
+    at = *raw + w.data_bytes;
+  }
+  Result<std::vector<DigestFile>> files = DigestFiles(bundle);
+  if (!files.ok() || files->size() != 1) return nullptr;
+  Result<std::unique_ptr<FileDigestFeed>> feed =
+      FileDigestFeed::Open(files->front().path, files->front().name);
+  return feed.ok() ? std::move(*feed) : nullptr;
+}
+
 // `n` bytes of `fd` from `offset` into `h`.
 Status HashRange(int fd, uint64_t offset, uint64_t n, const std::string& path, Sha256& h) {
   std::vector<uint8_t> buf(static_cast<size_t>(n));
@@ -297,17 +321,31 @@ Result<BundlePublish> PublishBundle(const std::string& path, const PublishSettin
   if (settings.skip_if_unchanged) {
     WD_ASSIGN_OR_RETURN(req.source_sha256, DigestIfMaybeCurrent(*bundle, store, req));
   }
-  // Otherwise the bundle digest runs on its own thread while the shards are
-  // encoded: on two cores hashing the input costs no wall time. Once it is
-  // known and equals the current version's, encoding stops early.
+  // Otherwise the bundle is hashed while the shards are encoded: fed by the
+  // reader from its own reads when the bundle is one file read raw in file
+  // order, else on a thread of its own (on two cores hashing the input then
+  // costs little wall time; once that digest is known and equals the
+  // current version's, encoding stops early).
+  std::unique_ptr<FileDigestFeed> feed;  // outlives the stream that feeds it
   std::optional<BundleDigestTask> digest;
   std::optional<WeightStream> stream;
   if (req.source_sha256.empty()) {
-    digest.emplace(*bundle);
+    std::vector<WeightRead> reads = PlanReads(plan);
+    feed = DigestFeedFor(*bundle, reads);
+    if (!feed) digest.emplace(*bundle);
     // Reading starts now too, while the publisher sets up staging.
-    stream.emplace(*bundle, PlanReads(plan), /*threaded=*/true);
+    stream.emplace(*bundle, std::move(reads), /*threaded=*/true, kReadAheadBytes, feed.get());
   }
   auto produce = [&](StagingArea& area) -> Result<StagedContent> {
+    if (feed) {
+      Result<StagedContent> staged = WriteShards(*bundle, plan, area, progress, nullptr, &*stream);
+      if (!staged.ok()) return staged.status();
+      Result<std::string> sha = feed->Finish();
+      if (!sha.ok()) return OnBundleSide(sha.status());
+      staged->source_sha256 = *sha;
+      staged->model_json = *model_json;
+      return staged;
+    }
     if (!digest) {  // the digest is known and is not the current version's
       stream.emplace(*bundle, PlanReads(plan), /*threaded=*/true);
       WD_ASSIGN_OR_RETURN(StagedContent staged,

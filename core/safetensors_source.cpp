@@ -191,6 +191,10 @@ class SafetensorsSource : public SourceFile {
     return file_->OpenRegion(size_, w.data_offset, w.data_bytes, w.where);
   }
 
+  std::optional<uint64_t> RawDataOffset(const WeightEntry& w) const override {
+    return w.data_offset;
+  }
+
   Result<std::unique_ptr<SourceFile>> Reopen(int root_fd) const override {
     WD_ASSIGN_OR_RETURN(std::unique_ptr<RegionFile> copy, file_->Reopen(root_fd));
     return std::unique_ptr<SourceFile>(new SafetensorsSource(std::move(copy), size_, metadata_));

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,11 @@ class SourceFile {
                                                        bool check_crc) const = 0;
   // True when reading `w` costs an inflation (so twice costs two).
   virtual bool IsCompressed(const WeightEntry& /*w*/) const { return false; }
+  // Where `w`'s data bytes sit in the file, when OpenData(w, true) streams
+  // exactly those bytes as they are (not inflated); nullopt otherwise.
+  virtual std::optional<uint64_t> RawDataOffset(const WeightEntry& /*w*/) const {
+    return std::nullopt;
+  }
   // An independent copy for reading on another thread. `root_fd` is the
   // new bundle's own descriptor of its root folder (-1 for a file bundle).
   virtual Result<std::unique_ptr<SourceFile>> Reopen(int root_fd) const = 0;

@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/digest_feed.h"
+
 namespace wd {
 
 // Elements per chunk: 256 Ki elements keeps a chunk at or below 1 MiB for
@@ -120,10 +122,11 @@ size_t LaneCount(const Bundle& bundle, const std::vector<WeightRead>& reads) {
 }  // namespace
 
 WeightStream::WeightStream(const Bundle& bundle, std::vector<WeightRead> reads, bool threaded,
-                           size_t ahead_bytes)
+                           size_t ahead_bytes, FileDigestFeed* feed)
     : reads_(std::move(reads)),
       threaded_(threaded),
       ahead_bytes_(ahead_bytes),
+      feed_(bundle.is_directory() ? nullptr : feed),
       lane_of_(reads_.size(), 0) {
   lanes_.push_back(std::make_unique<Lane>());
   lanes_[0]->bundle = &bundle;
@@ -170,6 +173,13 @@ Status WeightStream::OpenRead(Lane& lane, const WeightRead& r) {
   if (r.keep_for_second && lane.bundle->IsCompressed(w)) lane.scratch = ScratchFile::Create();
   // A second pass re-reads a stored member raw: the first pass checked its CRC.
   WD_ASSIGN_OR_RETURN(lane.src, OpenCOrder(*lane.bundle, w, /*check_crc=*/!r.second_pass));
+  // The bundle digest is fed a first pass's bytes as they come from the
+  // file (a transposed Fortran array comes from memory, in another order).
+  lane.raw_at.reset();
+  const bool transposed = w.fortran_order && w.shape.size() >= 2;
+  if (feed_ != nullptr && !r.second_pass && !transposed) {
+    lane.raw_at = lane.bundle->RawDataOffset(w);
+  }
   return Status::Ok();
 }
 
@@ -215,6 +225,8 @@ Result<bool> WeightStream::ProduceOne(Lane& lane, Chunk& out) {
   for (size_t done = 0; done < n * item;) {
     const size_t piece = std::min(n * item - done, kReadPiece);
     WD_RETURN_IF_ERROR(ReadExact(*lane.src, out.data.get() + done, piece, w.where, at + done));
+    if (lane.raw_at)
+      feed_->Offer(*lane.raw_at + lane.produced * item + done, out.data.get() + done, piece);
     done += piece;
   }
   if (r.keep_for_second && lane.scratch != nullptr) lane.scratch->Append(out.data.get(), n * item);

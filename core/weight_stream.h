@@ -12,6 +12,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <thread>
 #include <vector>
@@ -21,6 +22,7 @@
 
 namespace wd {
 
+class FileDigestFeed;
 class ScratchFile;
 
 // One pass over one weight. Affine quantization reads a weight twice: the
@@ -33,12 +35,17 @@ struct WeightRead {
   bool keep_for_second = false;  // first pass: keep a deflated member's bytes
 };
 
+// What each reading thread buffers ahead of the consumer by default.
+constexpr size_t kReadAheadBytes = 12u << 20;
+
 class WeightStream {
  public:
   // "bundle" must outlive the stream. `threaded` false reads on the caller's
   // thread inside Next(). Each reading thread buffers about `ahead_bytes`.
+  // `feed`, if set (a one-file bundle; it must outlive the stream), is
+  // offered every byte a first pass reads raw from the file, as it is read.
   WeightStream(const Bundle& bundle, std::vector<WeightRead> reads, bool threaded,
-               size_t ahead_bytes = 12u << 20);
+               size_t ahead_bytes = kReadAheadBytes, FileDigestFeed* feed = nullptr);
   ~WeightStream();  // stops and joins the readers
   WeightStream(const WeightStream&) = delete;
   WeightStream& operator=(const WeightStream&) = delete;
@@ -67,6 +74,7 @@ class WeightStream {
     size_t read = 0;                       // next read to produce
     std::unique_ptr<ByteSource> src;       // the open read; null between reads
     uint64_t produced = 0;                 // its elements produced so far
+    std::optional<uint64_t> raw_at;        // the open read's file offset, to feed
     std::unique_ptr<ScratchFile> scratch;  // a deflated weight's first-pass copy
     std::deque<Chunk> ready;               // GUARDED_BY(mu_)
     std::vector<Chunk> spare;              // GUARDED_BY(mu_): buffers to reuse
@@ -86,6 +94,7 @@ class WeightStream {
   const std::vector<WeightRead> reads_;
   const bool threaded_;
   const size_t ahead_bytes_;
+  FileDigestFeed* const feed_;
   std::vector<uint8_t> lane_of_;  // per read
   size_t consumed_read_ = 0;      // consumer's: the read Next() is in
   Chunk current_;                 // consumer's: the chunk last returned

@@ -77,6 +77,37 @@ std::map<std::string, std::string> SavezMembers() {
   return out;
 }
 
+TEST_CASE("each member's data start is found in the zip's own headers") {
+  for (const char* name : {"savez.npz", "savez_compressed.npz", "zip64.npz", "descriptor.npz"}) {
+    CAPTURE(std::string(name));
+    const std::string file = test::ReadFile(test::SourcePath("data/reader/") + name);
+    auto a = OpenFixture(name);
+    REQUIRE_MESSAGE(a.ok(), a.status().message());
+    for (size_t i = 0; i < (*a)->members().size(); ++i) {
+      const NpzMember& m = (*a)->members()[i];
+      CAPTURE(m.name);
+      REQUIRE(m.data_start != NpzMember::kUnknownOffset);
+      REQUIRE(m.data_start + m.comp_size <= file.size());
+      auto bytes = ReadMember(**a, i);
+      REQUIRE_MESSAGE(bytes.ok(), bytes.status().message());
+      if (!m.stored) {  // its raw deflate stream is there: inflate it with zlib
+        std::string out(m.size, '\0');
+        z_stream z{};
+        REQUIRE(inflateInit2(&z, -15) == Z_OK);
+        z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(file.data() + m.data_start));
+        z.avail_in = static_cast<uInt>(m.comp_size);
+        z.next_out = reinterpret_cast<Bytef*>(out.data());
+        z.avail_out = static_cast<uInt>(out.size());
+        CHECK(inflate(&z, Z_FINISH) == Z_STREAM_END);
+        inflateEnd(&z);
+        CHECK(out == *bytes);
+        continue;
+      }
+      CHECK(file.compare(m.data_start, m.size, *bytes) == 0);
+    }
+  }
+}
+
 TEST_CASE("np.savez members are listed in the order NumPy wrote them") {
   auto a = OpenFixture("savez.npz");
   REQUIRE_MESSAGE(a.ok(), a.status().message());

@@ -118,7 +118,7 @@ std::string ReadOrDie(const std::string& path) {
 // What PublishBundle wrote reads back as what was planned and published.
 void CheckPublished(const std::string& bundle_path, const std::string& model_dir,
                     const wd::BundlePublish& pub, const wd::PipelineOptions& options,
-                    size_t weight_count) {
+                    size_t weight_count, const std::string& digest) {
   const std::string vdir = pub.result.version_dir;
   const std::string text = ReadOrDie(vdir + "/weights_manifest.json");
   auto manifest = wd::ParseManifest(text, vdir);
@@ -135,6 +135,12 @@ void CheckPublished(const std::string& bundle_path, const std::string& model_dir
     Fail("publish.json settings do not read back: " + recorded.status().message());
   if (wd::CanonicalOptions(*recorded) != wd::CanonicalOptions(options)) {
     Fail("settings change through publish.json");
+  }
+  // Fed by the reader from member offsets found in the zip's headers, or
+  // hashed on its own: either way the documented digest of the file.
+  if (!record.contains("source") || !record["source"].is_object() ||
+      record["source"].value("sha256", "") != digest) {
+    Fail("publish.json's source.sha256 is not the bundle digest");
   }
 
   auto report = wd::Verify(model_dir, bundle_path);
@@ -177,7 +183,7 @@ void Exercise(const std::string& path, const uint8_t* body, size_t body_size, ui
   auto pub = wd::PublishBundle(path, settings, *wd::NewLocalStore(wd::DefaultFileSystem(), serve),
                                nullptr);
   if (pub.ok()) {
-    CheckPublished(path, serve + "/fuzz", *pub, options, (*bundle)->weights().size());
+    CheckPublished(path, serve + "/fuzz", *pub, options, (*bundle)->weights().size(), *digest);
   } else {
     CheckBundleFault(pub.status(), "PublishBundle");
   }

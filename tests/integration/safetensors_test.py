@@ -322,6 +322,10 @@ def every_dtype():
     got_meta = publish_json("dtypes")["source"].get("metadata")
     assert got_meta == {"dtypes.safetensors": meta}, \
         f"publish.json source.metadata = {got_meta!r}, expected {{'dtypes.safetensors': {meta!r}}}"
+    with open(bundle, "rb") as f:  # the reader fed the digest: still the file's sha256
+        want_sha = hashlib.sha256(f.read()).hexdigest()
+    got_sha = publish_json("dtypes")["source"]["sha256"]
+    assert got_sha == want_sha, f"publish.json source.sha256 {got_sha}, the file's is {want_sha}"
     load_and_compare({"dtypes": wants(tensors)})
 
 
