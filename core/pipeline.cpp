@@ -196,6 +196,60 @@ Result<std::vector<DigestFile>> DigestFiles(const Bundle& bundle) {
   return out;
 }
 
+// What the bundle's files looked like before any of it was read: each
+// file's digest name, size, modification time and identity.
+struct FileState {
+  std::string name;
+  std::string path;
+  uint64_t size = 0;
+  int64_t mtime_ns = 0;
+  dev_t dev = 0;
+  ino_t ino = 0;
+};
+
+Result<std::vector<FileState>> SnapshotFiles(const Bundle& bundle) {
+  WD_ASSIGN_OR_RETURN(std::vector<DigestFile> files, DigestFiles(bundle));
+  std::vector<FileState> out;
+  for (DigestFile& f : files) {
+    struct stat st {};
+    if (lstat(f.path.c_str(), &st) != 0) {
+      if (errno == ENOENT) return Status::Incomplete(f.path + ": vanished while it was published");
+      return ErrnoStatus("cannot stat " + f.path, errno);
+    }
+    out.push_back({std::move(f.name), std::move(f.path), static_cast<uint64_t>(st.st_size),
+                   static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
+                   st.st_dev, st.st_ino});
+  }
+  return out;
+}
+
+// kIncomplete when a file of the bundle changed between `before` and now
+// (appended to, rewritten, replaced, added or removed): what was converted
+// and what was hashed may then be different bytes, so nothing is published.
+Status CheckUnchanged(const Bundle& bundle, const std::vector<FileState>& before) {
+  WD_ASSIGN_OR_RETURN(std::vector<FileState> now, SnapshotFiles(bundle));
+  const std::string retry = ": nothing was published from it; publish it once it is complete";
+  for (size_t i = 0; i < std::max(before.size(), now.size()); ++i) {
+    if (i >= before.size() || i >= now.size() || before[i].name != now[i].name) {
+      const FileState& f = i < now.size() ? now[i] : before[i];
+      return Status::Incomplete(f.path + ": files were added to or removed from " +
+                                bundle.path() + " while it was published" + retry);
+    }
+    const FileState& a = before[i];
+    const FileState& b = now[i];
+    if (a.size != b.size) {
+      return Status::Incomplete(b.path + ": changed size while it was published (" +
+                                std::to_string(a.size) + " bytes, then " +
+                                std::to_string(b.size) + ")" + retry);
+    }
+    if (a.mtime_ns != b.mtime_ns || a.dev != b.dev || a.ino != b.ino) {
+      return Status::Incomplete(b.path + ": was modified or replaced while it was published" +
+                                retry);
+    }
+  }
+  return Status::Ok();
+}
+
 // A feed for the bundle digest from the reader's own reads (FileDigestFeed),
 // when that reads the file once in order: a one-file bundle whose weights'
 // first passes all read raw bytes of the file (none inflated, none
@@ -296,6 +350,10 @@ Result<BundlePublish> PublishBundle(const std::string& path, const PublishSettin
   auto bundle_or = Bundle::Open(path);
   if (!bundle_or.ok()) return OnBundleSide(bundle_or.status());
   std::unique_ptr<Bundle> bundle = std::move(bundle_or).value();
+  // Compared with the files once the shards and the digest are done.
+  Result<std::vector<FileState>> files_before = SnapshotFiles(*bundle);
+  if (!files_before.ok()) return OnBundleSide(files_before.status());
+  auto unchanged = [&]() { return OnBundleSide(CheckUnchanged(*bundle, *files_before)); };
   Result<Plan> plan_or = MakePlan(*bundle, settings.options);
   if (!plan_or.ok()) return OnBundleSide(plan_or.status());
   Plan plan = std::move(plan_or).value();
@@ -342,6 +400,7 @@ Result<BundlePublish> PublishBundle(const std::string& path, const PublishSettin
       if (!staged.ok()) return staged.status();
       Result<std::string> sha = feed->Finish();
       if (!sha.ok()) return OnBundleSide(sha.status());
+      WD_RETURN_IF_ERROR(unchanged());
       staged->source_sha256 = *sha;
       staged->model_json = *model_json;
       return staged;
@@ -350,6 +409,7 @@ Result<BundlePublish> PublishBundle(const std::string& path, const PublishSettin
       stream.emplace(*bundle, PlanReads(plan), /*threaded=*/true);
       WD_ASSIGN_OR_RETURN(StagedContent staged,
                           WriteShards(*bundle, plan, area, progress, nullptr, &*stream));
+      WD_RETURN_IF_ERROR(unchanged());
       staged.model_json = *model_json;
       return staged;
     }
@@ -369,6 +429,7 @@ Result<BundlePublish> PublishBundle(const std::string& path, const PublishSettin
       return c;
     }
     if (!staged.ok()) return staged.status();
+    WD_RETURN_IF_ERROR(unchanged());
     staged->source_sha256 = sha;
     staged->model_json = *model_json;
     return staged;

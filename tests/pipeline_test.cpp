@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "config/pipeline_config.h"
 #include "core/inspector.h"
@@ -266,6 +267,63 @@ TEST_CASE("progress ends with every weight counted, the empty and the last one i
   for (size_t i = 1; i < seen.size(); ++i) {
     CHECK(seen[i].weights_done >= seen[i - 1].weights_done);
     CHECK(seen[i].bytes_done >= seen[i - 1].bytes_done);
+  }
+}
+
+// Publishes `bundle` calling `change` at its first progress report, i.e.
+// after reading has begun.
+Result<BundlePublish> PublishWhileChanging(const std::string& bundle, const std::string& serve,
+                                           const std::function<void()>& change) {
+  PublishSettings s{.model = "m", .options = {}, .source_path = "", .on_planned = nullptr};
+  bool changed = false;
+  return PublishBundle(bundle, s, *NewLocalStore(DefaultFileSystem(), serve),
+                       [&](const Progress&) {
+                         if (!changed) change();
+                         changed = true;
+                       });
+}
+
+TEST_CASE("a bundle that changes while it is published is kIncomplete and nothing is published") {
+  test::TempDir d;
+  const std::string npy = Npy("<f4", "(4,)", Floats({1, 2, 3, 4}));
+  auto expect_incomplete = [&](const Result<BundlePublish>& r, const std::string& says) {
+    REQUIRE(!r.ok());
+    CHECK(r.status().kind() == ErrorKind::kIncomplete);
+    CHECK_MESSAGE(r.status().message().find(says) != std::string::npos, r.status().message());
+    CHECK(r.status().message().find("nothing was published") != std::string::npos);
+    CHECK(!fs::exists(d / "s/m/current"));
+    CHECK(!fs::exists(d / "s/m/1"));
+  };
+  SUBCASE("a file appended to (a writer still writing)") {
+    test::WriteFile(d / "w.npy", npy);
+    auto r = PublishWhileChanging(d / "w.npy", d / "s", [&] {
+      std::ofstream(d / "w.npy", std::ios::app | std::ios::binary) << std::string(64, '\0');
+    });
+    expect_incomplete(r, "w.npy: changed size while it was published (144 bytes, then 208)");
+  }
+  SUBCASE("a file rewritten in place, same size") {
+    test::WriteFile(d / "w.npy", npy);
+    const auto t = fs::last_write_time(d / "w.npy");
+    auto r = PublishWhileChanging(d / "w.npy", d / "s", [&] {
+      fs::last_write_time(d / "w.npy", t + std::chrono::seconds(1));
+    });
+    expect_incomplete(r, "w.npy: was modified or replaced while it was published");
+    auto again = Publish(d / "w.npy", d / "s");  // once it stops changing, it publishes
+    CHECK_MESSAGE(again.ok(), again.status().message());
+  }
+  SUBCASE("a file added to a folder bundle") {
+    test::WriteFile(d / "b/a.npy", npy);
+    auto r = PublishWhileChanging(d / "b", d / "s", [&] { test::WriteFile(d / "b/z.npy", npy); });
+    expect_incomplete(r, "were added to or removed from");
+    auto again = Publish(d / "b", d / "s");
+    CHECK_MESSAGE(again.ok(), again.status().message());
+  }
+  SUBCASE("a stored .npz appended to (the digest is fed by the reader)") {
+    fs::copy_file(test::SourcePath("data/reader/savez.npz"), d / "b.npz");
+    auto r = PublishWhileChanging(d / "b.npz", d / "s", [&] {
+      std::ofstream(d / "b.npz", std::ios::app | std::ios::binary) << "tail";
+    });
+    expect_incomplete(r, "b.npz: changed size while it was published");
   }
 }
 
