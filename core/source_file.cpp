@@ -175,9 +175,11 @@ std::string ShapeString(const std::vector<uint64_t>& shape) {
 }
 
 Status SetShape(WeightEntry& w, std::vector<uint64_t> shape) {
-  uint64_t count = 1;
+  // 0 elements if any dimension is 0, whatever the others and their order.
+  const bool empty = std::find(shape.begin(), shape.end(), uint64_t{0}) != shape.end();
+  uint64_t count = empty ? 0 : 1;
   for (uint64_t d : shape) {
-    if (d != 0 && count > UINT64_MAX / d) {
+    if (!empty && count > UINT64_MAX / d) {
       return Status::Bundle(w.where + ": shape " + ShapeString(shape) +
                             " has more elements than 64 bits can count");
     }

@@ -86,6 +86,21 @@ TEST_CASE("scalars and empty tensors") {
   CHECK((*b)->weights()[1].element_count == 0);
 }
 
+TEST_CASE("a zero dimension anywhere makes an empty tensor, however large the others") {
+  for (const char* shape : {"[0, 9223372036854775807, 9223372036854775807]",
+                            "[9223372036854775807, 0, 9223372036854775807]",
+                            "[9223372036854775807, 9223372036854775807, 0]"}) {
+    CAPTURE(shape);
+    test::TempDir dir;
+    auto b = OpenFile(dir, File(std::string(R"({"e": {"dtype": "F32", "shape": )") + shape +
+                                    R"(, "data_offsets": [0, 0]}})",
+                                ""));
+    REQUIRE_MESSAGE(b.ok(), b.status().message());
+    CHECK((*b)->weights()[0].element_count == 0);
+    CHECK((*b)->weights()[0].data_bytes == 0);
+  }
+}
+
 // Parsing is linear in the number of tensors: nlohmann's parse callback,
 // which this once used, made 20,000 tensors take seconds and 200,000 take
 // hours (a header a hostile drop can hold well within the 16 MiB cap).
