@@ -325,7 +325,10 @@ Result<IndexedFile> OpenSafetensorsSource(int fd, const SourceLocation& loc) {
   // which is refused so the padding rule stays exact.
   size_t last = text.find_last_not_of(' ');
   if (text[last] != '}') {
-    return Status::Bundle(file + ": header JSON is not followed only by space padding");
+    return Status::Bundle(file + ": header (" + std::to_string(n) +
+                          " bytes, as its first 8 bytes say) does not end in '}' followed only by "
+                          "space padding: its JSON is cut short (is that length right?) or "
+                          "followed by other bytes");
   }
   WD_ASSIGN_OR_RETURN(nlohmann::json header, ParseStrictJson(text, file + ": header"));
   if (!header.is_object()) return Status::Bundle(file + ": header is not a JSON object");

@@ -183,8 +183,11 @@ TEST_CASE("every rule of the format is checked, naming the tensor and the proble
   CHECK(ErrorOf(R"( {"a": {)" + f + "[0, 8]}}", kTwo).find("does not start with '{'") !=
         std::string::npos);
   CHECK(ErrorOf(std::string(R"({"a": {)") + f + "[0, 8]}}\n", kTwo, false)
-            .find("not followed only by space padding") != std::string::npos);
+            .find("followed only by space padding") != std::string::npos);
   CHECK(ErrorOf("{\"\xff\": 1}", kTwo).find("not valid JSON") != std::string::npos);
+  // A length that stops inside the JSON: the common mistake, said as such.
+  CHECK(ErrorOf(R"({"a": {)" + f + "[0, 8", kTwo, false).find("its JSON is cut short") !=
+        std::string::npos);
 }
 
 TEST_CASE("a file cut short is incomplete, not bad: it may still be arriving") {
