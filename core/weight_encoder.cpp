@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -43,6 +44,28 @@ Result<const float*> AsFloats(const WeightEntry& w, const uint8_t* src, size_t n
   return static_cast<const float*>(scratch.data());
 }
 
+// "NaN" or "infinite" for the float32 `f` that source element `src` of `w`
+// became; a finite float64 beyond float32's range says where its
+// infinity came from.
+std::string NonFiniteWhat(const WeightEntry& w, const uint8_t* src, float f) {
+  if (std::isnan(f)) return "NaN";
+  if (w.dtype.kind == SourceKind::kFloat && w.dtype.item_size == 8) {
+    uint8_t b[8];
+    std::memcpy(b, src, 8);
+    if (w.dtype.order == ByteOrder::kBig) std::reverse(b, b + 8);
+    double d;
+    std::memcpy(&d, b, 8);  // a little-endian host, as in core/element_codec.cpp
+    if (std::isfinite(d)) {
+      char text[32];
+      const std::to_chars_result r = std::to_chars(text, text + sizeof text, d);  // shortest
+      return std::string("infinite as float32: its float64 value ") + std::string(text, r.ptr) +
+             " is beyond float32's range, and converting rounds it to " +
+             (d > 0 ? "+Inf" : "-Inf") + " as NumPy's astype(float32) does";
+    }
+  }
+  return "infinite";
+}
+
 // Min and max of the weight (refusing NaN/Inf), from the stream's first pass.
 Result<AffineParams> AffineFor(WeightStream& stream, const WeightEntry& w, QuantDtype q) {
   float mn = std::numeric_limits<float>::infinity(), mx = -mn;
@@ -53,8 +76,8 @@ Result<AffineParams> AffineFor(WeightStream& stream, const WeightEntry& w, Quant
       const size_t i = static_cast<size_t>(
           std::find_if(f, f + n, [](float x) { return !std::isfinite(x); }) - f);
       return Status::Bundle(Describe(w) + ": element " + std::to_string(first + i) + " is " +
-                            (std::isnan(f[i]) ? "NaN" : "infinite") + "; " + QuantDtypeName(q) +
-                            " quantization needs finite values");
+                            NonFiniteWhat(w, s + i * w.dtype.item_size, f[i]) + "; " +
+                            QuantDtypeName(q) + " quantization needs finite values");
     }
     MinMaxFinite(f, n, mn, mx);
     return Status::Ok();

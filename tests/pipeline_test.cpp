@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -29,6 +30,18 @@ Result<BundlePublish> Publish(const std::string& bundle, const std::string& serv
                               const std::string& model = "m") {
   PublishSettings s{.model = model, .options = o, .source_path = "", .on_planned = nullptr};
   return PublishBundle(bundle, s, *NewLocalStore(DefaultFileSystem(), serve), nullptr);
+}
+
+// float64 elements, little-endian (or big-endian when `big`).
+std::string Doubles(std::initializer_list<double> v, bool big = false) {
+  std::string out;
+  for (double d : v) {
+    char b[8];
+    std::memcpy(b, &d, 8);
+    if (big) std::reverse(b, b + 8);
+    out.append(b, 8);
+  }
+  return out;
 }
 
 // Every file of a tree with its bytes (symlinks as "-> target").
@@ -147,6 +160,12 @@ TEST_CASE("a bad weight fails the publish and leaves the serve folder as it was"
       {"float16 overflow", Npy("<f4", "(2,)", Floats({1, 70000})), QuantDtype::kFloat16, "float16"},
       {"range beyond float32", Npy("<f4", "(2,)", Floats({-3e38f, 3e38f})), QuantDtype::kUint8,
        "wider than float32"},
+      {"float64 beyond float32 under uint8", Npy("<f8", "(2,)", Doubles({1, -1e300})),
+       QuantDtype::kUint8,
+       "element 1 is infinite as float32: its float64 value -1e+300 is beyond "
+       "float32's range, and converting rounds it to -Inf"},
+      {"big-endian float64 beyond float32", Npy(">f8", "(1,)", Doubles({1e39}, true)),
+       QuantDtype::kUint16, "its float64 value 1e+39 is beyond"},
   };
   for (const Row& r : rows) {
     CAPTURE(r.what);
@@ -157,7 +176,7 @@ TEST_CASE("a bad weight fails the publish and leaves the serve folder as it was"
     REQUIRE_FALSE(p.ok());
     CHECK(p.status().message().find("w.npy") != std::string::npos);
     CHECK(p.status().message().find("'w'") != std::string::npos);
-    CHECK(p.status().message().find(r.expect) != std::string::npos);
+    CHECK_MESSAGE(p.status().message().find(r.expect) != std::string::npos, p.status().message());
     CHECK(Snapshot(d / "s") == before);
   }
 }
