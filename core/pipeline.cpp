@@ -232,15 +232,15 @@ Status CheckUnchanged(const Bundle& bundle, const std::vector<FileState>& before
   for (size_t i = 0; i < std::max(before.size(), now.size()); ++i) {
     if (i >= before.size() || i >= now.size() || before[i].name != now[i].name) {
       const FileState& f = i < now.size() ? now[i] : before[i];
-      return Status::Incomplete(f.path + ": files were added to or removed from " +
-                                bundle.path() + " while it was published" + retry);
+      return Status::Incomplete(f.path + ": files were added to or removed from " + bundle.path() +
+                                " while it was published" + retry);
     }
     const FileState& a = before[i];
     const FileState& b = now[i];
     if (a.size != b.size) {
       return Status::Incomplete(b.path + ": changed size while it was published (" +
-                                std::to_string(a.size) + " bytes, then " +
-                                std::to_string(b.size) + ")" + retry);
+                                std::to_string(a.size) + " bytes, then " + std::to_string(b.size) +
+                                ")" + retry);
     }
     if (a.mtime_ns != b.mtime_ns || a.dev != b.dev || a.ino != b.ino) {
       return Status::Incomplete(b.path + ": was modified or replaced while it was published" +

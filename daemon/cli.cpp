@@ -23,6 +23,7 @@
 #include "core/open_store.h"
 #include "core/pipeline.h"
 #include "core/publisher.h"
+#include "core/utf8.h"
 #include "core/verifier.h"
 #include "core/version_files.h"
 #include "daemon/daemon.h"
@@ -39,10 +40,11 @@ constexpr int kExitUsage = 2;
 
 int Fail(const Status& s) {
   if (s.kind() == ErrorKind::kInternal) {  // the message says "internal error while ..."
-    std::cerr << "weightdrop: " << s.message() << " (a bug in weightdrop, please report it)\n";
+    std::cerr << "weightdrop: " << EscapeControl(s.message())
+              << " (a bug in weightdrop, please report it)\n";
     return kExitFailure;
   }
-  std::cerr << "weightdrop: error: " << s.message() << "\n";
+  std::cerr << "weightdrop: error: " << EscapeControl(s.message()) << "\n";
   return s.kind() == ErrorKind::kUsage ? kExitUsage : kExitFailure;
 }
 
@@ -255,7 +257,8 @@ int RunPublish(const std::string& bundle, const std::string& to, std::string mod
     std::cerr << "weightdrop: note: the last shard was split in two so that tfjs-core's "
                  "uniform-shard lookup reads it correctly (docs/formats.md)\n";
   }
-  for (const auto& w : pr.warnings) std::cerr << "weightdrop: warning: " << w << "\n";
+  for (const auto& w : pr.warnings)
+    std::cerr << "weightdrop: warning: " << EscapeControl(w) << "\n";
   std::cerr << PublishSummary(
                    bundle, model, *r,
                    std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count())
@@ -293,7 +296,8 @@ int RunInspect(const std::string& bundle, const PipelineFlags& flags) {
   std::printf("shards: %zu\n", r->shards.size());
   for (const auto& s : r->shards) std::printf("  %s\n", s.c_str());
   std::fflush(stdout);  // the warnings come after the table on a terminal too
-  for (const auto& w : r->warnings) std::cerr << "weightdrop: warning: " << w << "\n";
+  for (const auto& w : r->warnings)
+    std::cerr << "weightdrop: warning: " << EscapeControl(w) << "\n";
   return kExitOk;
 }
 
@@ -304,8 +308,10 @@ int RunVerify(const std::string& target, const std::string& against) {
   }
   auto r = IsS3Url(target) ? VerifyS3(target, S3StoreOptions()) : Verify(target, against);
   if (!r.ok()) return Fail(r.status());
-  for (const auto& w : r->warnings) std::cerr << "weightdrop: warning: " << w << "\n";
-  for (const auto& p : r->problems) std::cerr << "weightdrop: problem: " << p << "\n";
+  for (const auto& w : r->warnings)
+    std::cerr << "weightdrop: warning: " << EscapeControl(w) << "\n";
+  for (const auto& p : r->problems)
+    std::cerr << "weightdrop: problem: " << EscapeControl(p) << "\n";
   if (!r->problems.empty()) {
     std::cerr << "weightdrop: " << r->version_dir << ": "
               << Counted(r->problems.size(), "problem", "problems") << "\n";
@@ -387,7 +393,7 @@ int RunRetry(const std::string& config, const std::string& watch,
     auto failed = ListFailed(w->drop);
     if (!failed.ok()) {
       trouble = true;
-      std::cerr << "weightdrop: error: " << failed.status().message() << "\n";
+      std::cerr << "weightdrop: error: " << EscapeControl(failed.status().message()) << "\n";
       continue;
     }
     for (const FailedBundle& f : *failed) {
@@ -405,13 +411,14 @@ int RunRetry(const std::string& config, const std::string& watch,
           std::cerr << "weightdrop: " << w->drop << "/" << f.original << " already exists: " << from
                     << " stays (never overwritten); retry it once that one is taken\n";
         } else {
-          std::cerr << "weightdrop: error: " << r.status().message() << "\n";
+          std::cerr << "weightdrop: error: " << EscapeControl(r.status().message()) << "\n";
         }
         continue;
       }
       ++moved;
       std::cout << "retry: " << from << " -> " << r->path << "\n";
-      if (!r->warning.empty()) std::cerr << "weightdrop: warning: " << r->warning << "\n";
+      if (!r->warning.empty())
+        std::cerr << "weightdrop: warning: " << EscapeControl(r->warning) << "\n";
     }
   }
   for (size_t i = 0; i < names.size(); ++i) {
@@ -487,7 +494,8 @@ int RunCheckConfig(const std::string& file, ConfigKind kind) {
     auto r = ParsePipelineConfig(*text, file, &warnings);
     if (!r.ok()) return Fail(r.status());
   }
-  for (const std::string& w : warnings) std::cerr << "weightdrop: warning: " << w << "\n";
+  for (const std::string& w : warnings)
+    std::cerr << "weightdrop: warning: " << EscapeControl(w) << "\n";
   std::cout << file << ": ok (" << what << ")\n";
   return kExitOk;
 }

@@ -21,6 +21,8 @@
 #include <optional>
 #include <string_view>
 
+#include "core/utf8.h"
+
 namespace wd {
 namespace {
 
@@ -60,6 +62,20 @@ class PriorityFlag final : public spdlog::custom_flag_formatter {
   }
   std::unique_ptr<custom_flag_formatter> clone() const override {
     return std::make_unique<PriorityFlag>();
+  }
+};
+
+// %& in a pattern: the message with control characters (U+0000-U+001F,
+// U+007F) as \xNN, so a name holding a newline (a dropped file's, a
+// hook's output) cannot split a line or forge one in the journal.
+class EscapedMessageFlag final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    Append(dest, EscapeControl(std::string_view(msg.payload.data(), msg.payload.size())));
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<EscapedMessageFlag>();
   }
 };
 
@@ -113,9 +129,9 @@ std::unique_ptr<spdlog::formatter> MakeFormatter(LogFormat format, bool journal)
   auto f = std::make_unique<spdlog::pattern_formatter>();
   if (journal) {
     // journald adds its own timestamp and shows the priority.
-    f->add_flag<PriorityFlag>('*').set_pattern("%*%v");
+    f->add_flag<PriorityFlag>('*').add_flag<EscapedMessageFlag>('&').set_pattern("%*%&");
   } else {
-    f->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%^%l%$] %v");
+    f->add_flag<EscapedMessageFlag>('&').set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%^%l%$] %&");
   }
   return f;
 }

@@ -91,6 +91,18 @@ TEST_CASE("on a plain stderr text lines carry a timestamp and the level") {
   CHECK(std::regex_match(lines[1], warn));
 }
 
+TEST_CASE("control characters in a text line are escaped: a name cannot forge a line") {
+  for (const char* journal : {"8:123456", static_cast<const char*>(nullptr)}) {
+    ScopedEnv env("JOURNAL_STREAM", journal);
+    StderrCapture capture;
+    REQUIRE(SetupLogging("info", LogFormat::kText).ok());
+    spdlog::warn("drop/a\n<3>forged\tb\x7f.npz: bad");
+    const auto lines = capture.Lines();
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0].find("drop/a\\x0a<3>forged\\x09b\\x7f.npz: bad") != std::string::npos);
+  }
+}
+
 TEST_CASE("the level filters what is written") {
   ScopedEnv journal("JOURNAL_STREAM", "8:1");
   struct Row {

@@ -295,11 +295,10 @@ Result<BundlePublish> PublishWhileChanging(const std::string& bundle, const std:
                                            const std::function<void()>& change) {
   PublishSettings s{.model = "m", .options = {}, .source_path = "", .on_planned = nullptr};
   bool changed = false;
-  return PublishBundle(bundle, s, *NewLocalStore(DefaultFileSystem(), serve),
-                       [&](const Progress&) {
-                         if (!changed) change();
-                         changed = true;
-                       });
+  return PublishBundle(bundle, s, *NewLocalStore(DefaultFileSystem(), serve), [&](const Progress&) {
+    if (!changed) change();
+    changed = true;
+  });
 }
 
 TEST_CASE("a bundle that changes while it is published is kIncomplete and nothing is published") {

@@ -700,6 +700,18 @@ def hostile_member_path(sb):
         note(f"hostile member '../../etc/passwd.npy': refused: {r.err.strip()[:200]!r}")
 
 
+@check("bad input: a newline in a file name is \\x0a in the one-line error, not a second line")
+@with_sandbox
+def newline_in_name(sb):
+    folder = sb.path("nl")
+    os.makedirs(os.path.join(folder, "a\nb"))
+    np.save(os.path.join(folder, "a\nb", "w.npy"), np.arange(3, dtype=np.float32))
+    r = sb.publish(folder)
+    assert r.rc == 1, f"exit {r.rc}:\n      {r}"
+    lines = r.err.rstrip("\n").split("\n")
+    assert len(lines) == 1 and "a\\x0ab" in lines[0], f"stderr {r.err!r}"
+
+
 # --- 3. usage -----------------------------------------------------------------
 
 # The CLI contract's commands; the daemon adds `run` and `status`.
