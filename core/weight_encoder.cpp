@@ -94,7 +94,10 @@ Result<AffineParams> AffineFor(WeightStream& stream, const WeightEntry& w, Quant
 
 void AddError(QuantErrorStats* stats, float original, float decoded) {
   if (stats == nullptr) return;
-  const double e = std::fabs(static_cast<double>(decoded) - original);
+  // NaN and ±Inf survive float16 exactly (the only quantization that takes
+  // them): no error, where the subtraction would make the sums NaN.
+  const bool same = decoded == original || (std::isnan(decoded) && std::isnan(original));
+  const double e = same ? 0.0 : std::fabs(static_cast<double>(decoded) - original);
   stats->max_abs = std::max(stats->max_abs, e);
   stats->sum_sq += e * e;
   ++stats->count;

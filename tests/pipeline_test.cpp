@@ -242,6 +242,19 @@ TEST_CASE("inspect reports quantization error within half a step") {
   CHECK(r->rows[1].quantization.empty());
 }
 
+TEST_CASE("inspect's float16 error ignores NaN and ±Inf, which float16 keeps exactly") {
+  test::TempDir d;
+  test::WriteFile(d / "h.npy", Npy("<f4", "(4,)", Floats({NAN, INFINITY, -INFINITY, 0.1f})));
+  PipelineOptions o;
+  o.quantize.fallthrough = QuantDtype::kFloat16;
+  auto r = Inspect(d / "h.npy", o);
+  REQUIRE_MESSAGE(r.ok(), r.status().message());
+  REQUIRE(r->rows.size() == 1);
+  CHECK(std::isfinite(r->rows[0].rms_error));
+  CHECK(r->rows[0].max_abs_error > 0);  // 0.1's rounding
+  CHECK(r->rows[0].max_abs_error < 1e-4);
+}
+
 TEST_CASE("a group whose weights encode to no bytes has no shards and paths []") {
   test::TempDir d;
   test::WriteFile(d / "b/a/empty.npy", Npy("<f4", "(0, 3)", ""));
