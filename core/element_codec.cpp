@@ -373,6 +373,19 @@ size_t OutElementSize(OutDtype d) {
   return 0;
 }
 
+bool ConversionChecksValues(const NpyDtype& from) {
+  switch (from.kind) {
+    case SourceKind::kSignedInt:
+      return from.item_size == 8;
+    case SourceKind::kUnsignedInt:
+      return from.item_size >= 4;
+    case SourceKind::kUnicode:
+      return true;
+    default:
+      return false;
+  }
+}
+
 bool ConvertsAsIs(const NpyDtype& from) {
   if (from.order == ByteOrder::kBig) return false;
   return (from.kind == SourceKind::kFloat && from.item_size == 4) ||

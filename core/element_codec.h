@@ -28,6 +28,11 @@ size_t OutElementSize(OutDtype d);
 // int32 and complex64): its file bytes can be written as they are.
 bool ConvertsAsIs(const NpyDtype& from);
 
+// True when converting `from` can refuse a value (an i8/u4/u8 that does not
+// fit int32, a U<n> code point that is not a character): its data must be
+// read to know whether the weight publishes.
+bool ConversionChecksValues(const NpyDtype& from);
+
 // Converts `count` elements at `src` (file bytes of dtype `from`, any byte
 // order) into little-endian elements of MapDtype(from) at `dst`, which has
 // room for count * OutElementSize(...). Not for strings.

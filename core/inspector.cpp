@@ -2,6 +2,7 @@
 
 #include "core/bundle.h"
 #include "core/byte_sink.h"
+#include "core/element_codec.h"
 #include "core/plan.h"
 #include "core/weight_encoder.h"
 
@@ -29,11 +30,15 @@ Result<InspectReport> Inspect(const std::string& bundle_path, const PipelineOpti
                      .quantization = "",
                      .max_abs_error = 0,
                      .rms_error = 0};
-      if (pw.quant != QuantDtype::kNone) {
+      // Quantized weights are encoded for their error; those whose
+      // conversion checks values, so inspect refuses what publish would.
+      QuantErrorStats stats;
+      if (pw.quant != QuantDtype::kNone || ConversionChecksValues(w.dtype)) {
         CountingSink sink;
-        QuantErrorStats stats;
         WD_ASSIGN_OR_RETURN(auto q, EncodeWeight(*bundle, pw, sink, &stats));
         (void)q;
+      }
+      if (pw.quant != QuantDtype::kNone) {
         row.quantization = QuantDtypeName(pw.quant);
         row.max_abs_error = stats.max_abs;
         row.rms_error = stats.rms();

@@ -242,6 +242,16 @@ TEST_CASE("inspect reports quantization error within half a step") {
   CHECK(r->rows[1].quantization.empty());
 }
 
+TEST_CASE("inspect refuses an int64 that does not fit int32, as publish does") {
+  test::TempDir d;
+  test::WriteFile(d / "i.npy",
+                  Npy("<i8", "(2,)", std::string("\0\0\0\0\0\0\0\0\0\0\0\x80\0\0\0\0", 16)));
+  auto r = Inspect(d / "i.npy", PipelineOptions());
+  REQUIRE(!r.ok());
+  CHECK_MESSAGE(r.status().message().find("element 1") != std::string::npos, r.status().message());
+  CHECK(r.status().message().find("2147483648") != std::string::npos);
+}
+
 TEST_CASE("inspect's float16 error ignores NaN and ±Inf, which float16 keeps exactly") {
   test::TempDir d;
   test::WriteFile(d / "h.npy", Npy("<f4", "(4,)", Floats({NAN, INFINITY, -INFINITY, 0.1f})));
