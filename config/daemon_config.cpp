@@ -750,7 +750,10 @@ Result<Millis> ParseDuration(const std::string& text) {
     if (scaled % scale != 0) return bad("finer than a millisecond");
     frac_ms = scaled / scale;
   }
-  const int64_t ms = std::stoll(whole) * u->ms + frac_ms;
+  // Bounded before multiplying: 12 digits of days would overflow 64 bits.
+  const int64_t count = std::stoll(whole);
+  if (count > kMaxDurationMs / u->ms) return bad("too long (at most 8760h)");
+  const int64_t ms = count * u->ms + frac_ms;
   if (ms > kMaxDurationMs) return bad("too long (at most 8760h)");
   return Millis(ms);
 }

@@ -382,6 +382,10 @@ TEST_CASE("durations take ms, s, m and h, decimals, and bare seconds") {
       {"1e3", "unknown unit 'e3'"},
       {"8761h", "too long (at most 8760h)"},
       {"9999999999999999999999s", "too long (at most 8760h)"},
+      // 12 digits times a day's milliseconds overflows int64 (found by the fuzzer).
+      {"733333333333d", "too long (at most 8760h)"},
+      {"999999999999h", "too long (at most 8760h)"},
+      {"999999999999.5d", "too long (at most 8760h)"},
   };
   for (const auto& [text, why] : bad) {
     const std::string duration = text;
