@@ -353,7 +353,6 @@ Result<BundlePublish> PublishBundle(const std::string& path, const PublishSettin
   // Compared with the files once the shards and the digest are done.
   Result<std::vector<FileState>> files_before = SnapshotFiles(*bundle);
   if (!files_before.ok()) return OnBundleSide(files_before.status());
-  auto unchanged = [&]() { return OnBundleSide(CheckUnchanged(*bundle, *files_before)); };
   Result<Plan> plan_or = MakePlan(*bundle, settings.options);
   if (!plan_or.ok()) return OnBundleSide(plan_or.status());
   Plan plan = std::move(plan_or).value();
@@ -400,7 +399,6 @@ Result<BundlePublish> PublishBundle(const std::string& path, const PublishSettin
       if (!staged.ok()) return staged.status();
       Result<std::string> sha = feed->Finish();
       if (!sha.ok()) return OnBundleSide(sha.status());
-      WD_RETURN_IF_ERROR(unchanged());
       staged->source_sha256 = *sha;
       staged->model_json = *model_json;
       return staged;
@@ -409,7 +407,6 @@ Result<BundlePublish> PublishBundle(const std::string& path, const PublishSettin
       stream.emplace(*bundle, PlanReads(plan), /*threaded=*/true);
       WD_ASSIGN_OR_RETURN(StagedContent staged,
                           WriteShards(*bundle, plan, area, progress, nullptr, &*stream));
-      WD_RETURN_IF_ERROR(unchanged());
       staged.model_json = *model_json;
       return staged;
     }
@@ -429,12 +426,20 @@ Result<BundlePublish> PublishBundle(const std::string& path, const PublishSettin
       return c;
     }
     if (!staged.ok()) return staged.status();
-    WD_RETURN_IF_ERROR(unchanged());
     staged->source_sha256 = sha;
     staged->model_json = *model_json;
     return staged;
   };
-  WD_ASSIGN_OR_RETURN(PublishResult r, store.Publish(req, produce));
+  // Whatever produced it, content is published only if the bundle's files
+  // are as they were before any of it was read.
+  auto produce_unchanged = [&](StagingArea& area) -> Result<StagedContent> {
+    Result<StagedContent> staged = produce(area);
+    if (staged.ok() && !staged->cancelled) {
+      WD_RETURN_IF_ERROR(OnBundleSide(CheckUnchanged(*bundle, *files_before)));
+    }
+    return staged;
+  };
+  WD_ASSIGN_OR_RETURN(PublishResult r, store.Publish(req, produce_unchanged));
   // Reported whatever the outcome, "unchanged" included.
   std::vector<std::string> unused;
   for (const UnusedPattern& u : plan.unused_patterns) unused.push_back(UnusedPatternMessage(u));

@@ -126,20 +126,7 @@ Result<int> DupFd(int fd, const std::string& where) {
   return copy;
 }
 
-std::string EscapeName(const std::string& s) {
-  bool utf8 = IsValidUtf8(s);
-  std::string out;
-  for (unsigned char c : s) {
-    if (c >= 0x20 && c != 0x7f && (utf8 || c < 0x80)) {
-      out += static_cast<char>(c);
-    } else {
-      char hex[5];
-      std::snprintf(hex, sizeof hex, "\\x%02x", c);
-      out += hex;
-    }
-  }
-  return out;
-}
+std::string EscapeName(const std::string& s) { return EscapeControl(s, !IsValidUtf8(s)); }
 
 std::string DtypeName(const NpyDtype& d) {
   std::string bits = std::to_string(8 * d.item_size);

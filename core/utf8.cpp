@@ -28,12 +28,12 @@ bool IsValidUtf8(const std::string& s) {
   return true;
 }
 
-std::string EscapeControl(std::string_view s) {
+std::string EscapeControl(std::string_view s, bool non_ascii) {
   std::string out;
   out.reserve(s.size());
   for (char ch : s) {
     const auto c = static_cast<unsigned char>(ch);
-    if (c >= 0x20 && c != 0x7f) {
+    if (c >= 0x20 && c != 0x7f && (c < 0x80 || !non_ascii)) {
       out += ch;
       continue;
     }

@@ -11,7 +11,8 @@ namespace wd {
 bool IsValidUtf8(const std::string& s);
 
 // `s` with control characters (U+0000-U+001F, U+007F) written as \xNN, so
-// a name holding a newline cannot split a log line or forge one.
-std::string EscapeControl(std::string_view s);
+// a name holding a newline cannot split a log line or forge one; with
+// `non_ascii`, every byte from 0x80 too (for text that is not UTF-8).
+std::string EscapeControl(std::string_view s, bool non_ascii = false);
 
 }  // namespace wd
