@@ -306,6 +306,13 @@ Status OpenError(int fd, int code, const std::string& where) {
                           ": zip archive is inconsistent: its local and central headers "
                           "disagree, or a member name flagged as UTF-8 is not valid UTF-8");
   }
+  if (code == ZIP_ER_SEEK) {
+    // Seeking in a regular file fails only on an offset no file can reach
+    // (EFBIG, EINVAL), which the archive's own headers gave.
+    return Status::Bundle(where +
+                          ": corrupt zip: its headers point at an offset no file can hold (" +
+                          ZipErrorString(code) + ")");
+  }
   std::string msg = where + ": cannot open as zip: " + ZipErrorString(code);
   return IsSystemError(code) ? Status::Environment(msg) : Status::Bundle(msg);
 }
